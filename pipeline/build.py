@@ -1,0 +1,37 @@
+"""The batch pipeline, every stage in order."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+
+from newsbeam.pipeline.config import RunConfig
+from newsbeam.transforms.chrome import StripChrome
+from newsbeam.transforms.dedup import Dedup
+from newsbeam.transforms.extract import Extract
+from newsbeam.transforms.feeds import FetchFeeds
+from newsbeam.transforms.normalise import Normalise
+from newsbeam.transforms.pages import FetchPages
+from newsbeam.transforms.sources import ReadSources
+from newsbeam.transforms.write import WriteTables
+
+
+def build_pipeline(p: beam.Pipeline, config: RunConfig, stored_links: dict, stored_hashes: dict):
+    """Feeds -> entries -> pages -> articles, duplicates and errors as Parquet; returns the written files."""
+    links = beam.pvalue.AsDict(p | "StoredLinks" >> beam.Create(sorted(stored_links.items())))
+    hashes = beam.pvalue.AsDict(p | "StoredHashes" >> beam.Create(sorted(stored_hashes.items())))
+
+    feeds = p | "ReadSources" >> ReadSources(config.feeds)
+    entries = feeds.feeds | "FetchFeeds" >> FetchFeeds(config.fetch)
+    pages = entries.entries | "FetchPages" >> FetchPages(config.fetch, links)
+    extracted = pages.pages | "Extract" >> Extract()
+    stripped = extracted.documents | "StripChrome" >> StripChrome()
+    normalised = stripped.documents | "Normalise" >> Normalise()
+    deduped = normalised.documents | "Dedup" >> Dedup(links, hashes)
+
+    errors = [stage.errors for stage in (feeds, entries, pages, extracted, stripped, normalised)]
+    tables = {
+        "articles": deduped["articles"],
+        "duplicates": deduped["duplicates"],
+        "errors": errors | "AllErrors" >> beam.Flatten(),
+    }
+    return tables | "Write" >> WriteTables(config.out, config.run_id)

@@ -1,0 +1,115 @@
+"""The `newsbeam` command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from newsbeam.transforms.http import DEFAULT_USER_AGENT, FetchSettings
+
+DEFAULT_OUT = "./newsbeam-data"
+
+
+def _positive(kind):
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+        return value
+
+    return parse
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="newsbeam",
+        description="News ingestion on Apache Beam: feeds to clean, deduplicated, Hive-partitioned Parquet.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    run = sub.add_parser(
+        "run",
+        help="fetch feeds and their articles into Parquet (batch)",
+        description="Fetch feeds and the pages they link, extract, clean, deduplicate and write Parquet. "
+        "Any other --option is passed to Apache Beam (e.g. --runner, --direct_running_mode).",
+    )
+    run.add_argument("--feeds", metavar="SOURCES", help="feed list: text (one URL or path per line), OPML, YAML or TOML; "
+                     "default: the bundled offline sample")
+    run.add_argument("--out", metavar="DIR", default=DEFAULT_OUT, help=f"output dataset folder (default: {DEFAULT_OUT})")
+    run.add_argument("--run-id", metavar="ID", help="name of this run; re-running an id replaces its files (default: UTC time + random suffix)")
+    run.add_argument("--allow-private-network", action="store_true",
+                     help="allow fetching from loopback and private addresses (local mirrors, tests)")
+    run.add_argument("--user-agent", default=DEFAULT_USER_AGENT, help="User-Agent header sent with every request")
+    run.add_argument("--connect-timeout", type=_positive(float), default=10.0, metavar="S", help="seconds to connect (default 10)")
+    run.add_argument("--read-timeout", type=_positive(float), default=20.0, metavar="S", help="seconds between bytes (default 20)")
+    run.add_argument("--deadline", type=_positive(float), default=60.0, metavar="S", help="seconds for a whole request (default 60)")
+    run.add_argument("--max-bytes", type=_positive(int), default=10 * 1024 * 1024, metavar="N", help="largest body fetched, in bytes (default 10 MiB)")
+    run.add_argument("--quiet", "-q", action="store_true", help="no progress lines, only the summary")
+    run.add_argument("--verbose", "-v", action="store_true", help="log Beam's and the libraries' INFO messages")
+    return parser
+
+
+def _run(args, beam_args) -> int:
+    from newsbeam.pipeline.config import RunConfig, check_out, check_run_id, new_run_id, sample_feeds_location
+    from newsbeam.pipeline.job import run_job
+    from newsbeam.transforms.sources import read_sources
+
+    sample = args.feeds is None
+    location = sample_feeds_location() if sample else args.feeds
+    feeds = read_sources(location)
+    out = check_out(args.out)
+    config = RunConfig(
+        feeds=feeds,
+        feeds_location=location,
+        out=out,
+        run_id=check_run_id(args.run_id) if args.run_id else new_run_id(),
+        fetch=FetchSettings(
+            connect_timeout=args.connect_timeout,
+            read_timeout=args.read_timeout,
+            deadline=args.deadline,
+            max_bytes=args.max_bytes,
+            user_agent=args.user_agent,
+            allow_private_network=args.allow_private_network,
+        ),
+        sample=sample,
+    )
+    say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
+    if sample:
+        say(f"newsbeam: no --feeds given; running on the bundled offline sample ({location})")
+    say(f"newsbeam: run {config.run_id}: {len(feeds)} feeds -> {out}")
+    manifest = run_job(config, beam_args, progress=not args.quiet)
+    print(manifest["summary"])
+    print(f"manifest: {manifest['path']}")
+    if not manifest["links"]["balanced"]:
+        print("newsbeam: warning: some links are not accounted for; see 'links' in the manifest", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = make_parser()
+    args, rest = parser.parse_known_args(argv)
+    unknown = [a for a in rest if a.startswith("-") and not a.startswith("--")]
+    if unknown or (rest and not rest[0].startswith("--")):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    # Before Beam is imported: it logs warnings about optional cloud clients at import time.
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    from newsbeam.pipeline.config import UsageError
+    from newsbeam.pipeline.runner import RunnerError
+    from newsbeam.transforms.sources import SourcesError
+
+    try:
+        return _run(args, rest)
+    except (UsageError, SourcesError, RunnerError) as exc:
+        print(f"newsbeam: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("newsbeam: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""What one run is asked to do, checked before any pipeline is built."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import resources
+
+from apache_beam.io.filesystems import FileSystems
+
+from newsbeam.transforms.http import FetchSettings
+
+_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+class UsageError(Exception):
+    """An invocation that cannot run; the CLI prints it as one line."""
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    feeds: list[dict]
+    feeds_location: str
+    out: str
+    run_id: str
+    fetch: FetchSettings = field(default_factory=FetchSettings)
+    sample: bool = False
+
+
+def sample_feeds_location() -> str:
+    """The bundled offline news web's feed list."""
+    return str(resources.files("newsbeam.pipeline") / "sample" / "feeds.opml")
+
+
+def new_run_id() -> str:
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
+
+
+def check_run_id(run_id: str) -> str:
+    if not _RUN_ID.match(run_id):
+        raise UsageError(f"--run-id {run_id!r}: use letters, digits, '.', '_' and '-' (it names files)")
+    return run_id
+
+
+def check_out(out: str) -> str:
+    """The output folder, created if needed; refused when it cannot be written."""
+    if not out.strip():
+        raise UsageError("--out is empty")
+    local = "://" not in out
+    if local:
+        out = os.path.abspath(os.path.expanduser(out))
+        if os.path.exists(out) and not os.path.isdir(out):
+            raise UsageError(f"--out {out} exists and is not a folder")
+    probe = FileSystems.join(out, f".newsbeam-write-check-{uuid.uuid4().hex}")
+    try:
+        with FileSystems.create(probe) as f:
+            f.write(b"ok")
+        FileSystems.delete([probe])
+    except Exception as exc:
+        raise UsageError(f"cannot write to --out {out}: {io_reason(exc)}") from None
+    return out
+
+
+def io_reason(exc: BaseException) -> str:
+    """The human part of an I/O error, also when Beam's filesystems wrap it."""
+    details = getattr(exc, "exception_details", None)
+    if isinstance(details, dict) and details:
+        exc = next(iter(details.values()))
+    return getattr(exc, "strerror", None) or str(exc).splitlines()[0]

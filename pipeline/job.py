@@ -1,0 +1,76 @@
+"""One batch run: load what earlier runs stored, run the pipeline, check the output, write the manifest."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+import time
+from contextlib import nullcontext
+from datetime import datetime, timezone
+
+import apache_beam as beam
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from newsbeam.pipeline.build import build_pipeline
+from newsbeam.pipeline.config import RunConfig
+from newsbeam.pipeline.manifest import beam_metrics, link_accounting, summary_line, write_manifest, written_tables
+from newsbeam.pipeline.progress import ProgressReporter
+from newsbeam.pipeline.runner import is_local, make_runner
+from newsbeam.transforms.dedup import stored_keys
+from newsbeam.transforms.metrics import PROGRESS_DIR_ENV
+from newsbeam.transforms.write import read_key_columns
+
+
+def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: bool = False) -> dict:
+    """Run the batch pipeline to completion and return the manifest it wrote."""
+    options = PipelineOptions(beam_args or [])
+    started_at = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    links, hashes = stored_keys(
+        read_key_columns(config.out, "articles", ["article_id", "url", "canonical_url", "content_hash"], config.run_id),
+        read_key_columns(config.out, "duplicates", ["url", "canonical_url", "duplicate_of"], config.run_id),
+    )
+    t_index = time.perf_counter()
+
+    reporter = ProgressReporter(len(config.feeds)) if progress and is_local(options) else nullcontext()
+    with reporter:
+        if progress and is_local(options):
+            os.environ[PROGRESS_DIR_ENV] = reporter.folder
+        try:
+            p = beam.Pipeline(runner=make_runner(options), options=options)
+            build_pipeline(p, config, links, hashes)
+            result = p.run()
+            result.wait_until_finish()
+        finally:
+            os.environ.pop(PROGRESS_DIR_ENV, None)
+    t_pipeline = time.perf_counter()
+
+    counts, stage_timings = beam_metrics(result)
+    tables = written_tables(config.out, config.run_id)
+    manifest = {
+        "status": "complete",
+        "started_at": started_at.isoformat(),
+        "finished_at": datetime.now(timezone.utc).isoformat(),
+        "feeds_list": config.feeds_location,
+        "sample": config.sample,
+        "out": config.out,
+        "options": {
+            "fetch": asdict(config.fetch),
+            "beam": options.get_all_options(drop_default=True, retain_unknown_options=True),
+        },
+        "feeds": len(config.feeds),
+        "stored_before": {"links": len(links), "texts": len(hashes)},
+        "counts": counts,
+        "links": link_accounting(counts, tables),
+        "tables": tables,
+        "timings": {
+            "load_stored_seconds": round(t_index - t0, 3),
+            "pipeline_seconds": round(t_pipeline - t_index, 3),
+            "total_seconds": round(time.perf_counter() - t0, 3),
+            "stages": stage_timings,
+        },
+    }
+    manifest["path"] = write_manifest(config.out, config.run_id, manifest)
+    manifest["run_id"] = config.run_id
+    manifest["summary"] = summary_line(manifest)
+    return manifest

@@ -1,0 +1,93 @@
+"""Arrow schemas of the articles, duplicates and errors tables.
+
+Each table is Hive-partitioned by ``date=YYYY-MM-DD`` (UTC); the partition column lives
+in the directory name only, never inside the files, so readers can merge the two.
+Bump SCHEMA_VERSION whenever a column is added, removed or changes meaning.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+SCHEMA_VERSION = 1
+PARTITION_COLUMN = "date"
+
+_UTC = pa.timestamp("us", tz="UTC")
+
+ARTICLES = pa.schema(
+    [
+        pa.field("article_id", pa.string(), nullable=False),
+        pa.field("url", pa.string(), nullable=False),
+        pa.field("canonical_url", pa.string(), nullable=False),
+        pa.field("feed_url", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("title", pa.string()),
+        pa.field("text", pa.string(), nullable=False),
+        pa.field("summary", pa.string()),
+        pa.field("authors", pa.list_(pa.string())),
+        pa.field("published_at", _UTC),
+        pa.field("fetched_at", _UTC, nullable=False),
+        pa.field("language", pa.string()),
+        pa.field("word_count", pa.int32(), nullable=False),
+        pa.field("content_hash", pa.string(), nullable=False),
+        pa.field("story_id", pa.string(), nullable=False),
+        pa.field("extraction_method", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("schema_version", pa.int16(), nullable=False),
+    ],
+    metadata={"newsbeam.table": "articles", "newsbeam.schema_version": str(SCHEMA_VERSION)},
+)
+
+DUPLICATES = pa.schema(
+    [
+        pa.field("url", pa.string(), nullable=False),
+        pa.field("canonical_url", pa.string()),
+        pa.field("feed_url", pa.string()),
+        pa.field("duplicate_of", pa.string(), nullable=False),
+        pa.field("tier", pa.string(), nullable=False),
+        pa.field("similarity", pa.float32(), nullable=False),
+        pa.field("fetched_at", _UTC, nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("schema_version", pa.int16(), nullable=False),
+    ],
+    metadata={"newsbeam.table": "duplicates", "newsbeam.schema_version": str(SCHEMA_VERSION)},
+)
+
+ERRORS = pa.schema(
+    [
+        pa.field("url", pa.string()),
+        pa.field("feed_url", pa.string()),
+        pa.field("stage", pa.string(), nullable=False),
+        pa.field("error", pa.string(), nullable=False),
+        pa.field("message", pa.string()),
+        pa.field("http_status", pa.int32()),
+        pa.field("failed_at", _UTC, nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("schema_version", pa.int16(), nullable=False),
+    ],
+    metadata={"newsbeam.table": "errors", "newsbeam.schema_version": str(SCHEMA_VERSION)},
+)
+
+TABLES: dict[str, pa.Schema] = {"articles": ARTICLES, "duplicates": DUPLICATES, "errors": ERRORS}
+
+
+def error_row(
+    *,
+    stage: str,
+    error: str,
+    message: str,
+    url: str | None = None,
+    feed_url: str | None = None,
+    http_status: int | None = None,
+    failed_at=None,
+) -> dict:
+    """A dead-letter row; run_id, schema_version and a missing failed_at are filled in at write time."""
+    return {
+        "url": url,
+        "feed_url": feed_url,
+        "stage": stage,
+        "error": error,
+        "message": message[:2000] if message else message,
+        "http_status": http_status,
+        "failed_at": failed_at,
+    }

@@ -1,0 +1,24 @@
+"""Dead letters: every entry that a stage cannot carry on becomes one error row."""
+
+from __future__ import annotations
+
+import apache_beam as beam
+
+from newsbeam.schemas import error_row
+from newsbeam.transforms.metrics import count
+
+ERRORS = "errors"
+
+
+def fail_entries(entries, stage: str, error: str, message: str, http_status: int | None = None):
+    """Tagged error rows, one per feed entry that led to the failed page."""
+    for entry in entries:
+        count("entry_errors")
+        yield beam.pvalue.TaggedOutput(
+            ERRORS,
+            error_row(stage=stage, error=error, message=message, url=entry["link"], feed_url=entry["feed_url"], http_status=http_status),
+        )
+
+
+def internal_error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"

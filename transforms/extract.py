@@ -1,0 +1,134 @@
+"""Extract stage: article body and metadata from a page with trafilatura.
+
+When trafilatura finds no body, the feed's own content, then its summary, stands in;
+`extraction_method` records which was used. A page with no text from any of them is
+an error row.
+"""
+
+from __future__ import annotations
+
+import html as htmllib
+import re
+from urllib.parse import urljoin, urlsplit
+
+import apache_beam as beam
+import lxml.html
+import trafilatura
+
+from newsbeam.transforms.errors import ERRORS, fail_entries, internal_error
+from newsbeam.transforms.metrics import count
+
+# Below this many words trafilatura has found a caption or a teaser, not a body.
+MIN_BODY_WORDS = 25
+# No extensive search: it guesses dates from any number in the page, and a wrong date is worse than none.
+_DATE_PARAMS = {"outputformat": "%Y-%m-%dT%H:%M:%S%z", "extensive_search": False, "original_date": True}
+_BLOCK_TAGS = re.compile(r"</?(p|div|br|li|h[1-6]|blockquote|tr|section|article)\b[^>]*>", re.IGNORECASE)
+_WORDS = re.compile(r"\w+")
+
+
+class ExtractionError(Exception):
+    def __init__(self, error: str, message: str):
+        super().__init__(message)
+        self.error = error
+        self.message = message
+
+
+def html_to_text(fragment: str | None) -> str:
+    """Plain text of an HTML fragment from a feed, one line per block."""
+    if not fragment or not fragment.strip():
+        return ""
+    if "<" not in fragment:
+        return htmllib.unescape(fragment).strip()
+    try:
+        root = lxml.html.fragment_fromstring(_BLOCK_TAGS.sub(lambda m: "\n" + m.group(0), fragment), create_parent="div")
+        return root.text_content().strip()
+    except (lxml.etree.ParserError, ValueError):
+        return re.sub(r"<[^>]+>", " ", fragment).strip()
+
+
+def extract_document(page_html: bytes | str, url: str, entry: dict | None = None) -> dict:
+    """Body and metadata of one page; the feed entry supplies what the page lacks."""
+    entry = entry or {}
+    doc = None
+    if page_html and (page_html.strip() if isinstance(page_html, str) else page_html.strip()):
+        doc = trafilatura.bare_extraction(
+            page_html, url=url, with_metadata=True, include_comments=False, date_extraction_params=_DATE_PARAMS
+        )
+    text = (doc.text if doc else "") or ""
+    method = "trafilatura"
+    if len(_WORDS.findall(text)) < MIN_BODY_WORDS:
+        for method, candidate in (("feed_content", entry.get("content")), ("feed_summary", entry.get("summary"))):
+            fallback = html_to_text(candidate)
+            if len(_WORDS.findall(fallback)) > len(_WORDS.findall(text)):
+                text = fallback
+                break
+        else:
+            method = "trafilatura"
+    if not text.strip():
+        raise ExtractionError("empty_text", "no article text in the page or the feed entry")
+    meta_authors = [a.strip() for a in re.split(r";", doc.author or "") if a.strip()] if doc else []
+    return {
+        "url": url,
+        "canonical_url": _trusted_canonical(doc.url if doc else None, url),
+        "title": entry.get("title") or (doc.title if doc else None),
+        "page_title": doc.title if doc else None,
+        "text": text,
+        "summary": html_to_text(entry.get("summary")) or (doc.description if doc else None),
+        "authors": entry.get("authors") or meta_authors,
+        "published_at": entry.get("published_at") or (doc.date if doc else None),
+        "language_hints": [doc.language if doc else None, _html_lang(page_html), entry.get("language")],
+        "extraction_method": method,
+    }
+
+
+def _trusted_canonical(candidate: str | None, url: str) -> str:
+    """rel=canonical / og:url when it names a real page; a canonical pointing at a site's home is a site bug."""
+    if not candidate:
+        return url
+    absolute = urljoin(url, candidate.strip())
+    parts = urlsplit(absolute)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return url
+    if parts.path in ("", "/") and urlsplit(url).path not in ("", "/"):
+        return url
+    return absolute
+
+
+_LANG_ATTR = re.compile(rb"<html[^>]*?\blang\s*=\s*[\"']?([A-Za-z]{2,3}(?:[-_][A-Za-z0-9]+)?)", re.IGNORECASE)
+
+
+def _html_lang(page_html) -> str | None:
+    head = page_html[:4096] if isinstance(page_html, bytes) else (page_html or "")[:4096].encode("utf-8", "ignore")
+    match = _LANG_ATTR.search(head)
+    return match.group(1).decode("ascii") if match else None
+
+
+class Extract(beam.PTransform):
+    """Pages -> extracted documents; pages with no text go to the `errors` output."""
+
+    def expand(self, pages):
+        return pages | "ExtractBody" >> beam.ParDo(_ExtractFn()).with_outputs(ERRORS, main="documents")
+
+
+class _ExtractFn(beam.DoFn):
+    def process(self, page):
+        entry = page["entries"][0]
+        try:
+            doc = extract_document(page["html"], page["final_url"], entry)
+        except ExtractionError as exc:
+            count("extract_failed")
+            yield from fail_entries(page["entries"], "extract", exc.error, exc.message, page["http_status"])
+            return
+        except Exception as exc:  # trafilatura or lxml failing on odd markup must not end the run
+            count("extract_failed")
+            yield from fail_entries(page["entries"], "extract", "internal_error", internal_error(exc), page["http_status"])
+            return
+        count(f"extracted_{doc['extraction_method']}")
+        yield {
+            **doc,
+            "url": page["url"],
+            "feed_url": entry["feed_url"],
+            "source": entry["source"],
+            "fetched_at": page["fetched_at"],
+            "entries": page["entries"],
+        }

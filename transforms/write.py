@@ -1,0 +1,157 @@
+"""Write stage: Hive-partitioned Parquet files, written whole or not at all.
+
+Each (table, date) partition is written by one worker as `part-RUN_ID-NNNNN.parquet`:
+first to a hidden temporary name in the same folder (readers skip names starting with
+'.'), then renamed, then its footer read back and its row count checked. After all
+partitions are written, files of the same run id that this run did not write are deleted,
+so re-running a run id replaces its own output and nothing else.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import posixpath
+import uuid
+from datetime import datetime, timezone
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
+
+from newsbeam.schemas import PARTITION_COLUMN, SCHEMA_VERSION, TABLES
+from newsbeam.transforms.metrics import count
+from newsbeam.transforms.normalise import partition_date
+
+ROWS_PER_FILE = 20_000
+
+
+def partition_of(table: str, row: dict) -> str:
+    """Articles are filed by UTC publication date (fetch date if unknown); the others by when they were seen."""
+    if table == "articles":
+        return partition_date(row["published_at"], row["fetched_at"])
+    return partition_date(None, row["fetched_at" if table == "duplicates" else "failed_at"])
+
+
+def to_arrow(table: str, rows: list[dict]) -> pa.Table:
+    schema = TABLES[table]
+    return pa.Table.from_pylist([{f: row.get(f) for f in schema.names} for row in rows], schema=schema)
+
+
+def parquet_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+def write_file(path: str, data: bytes, expected_rows: int) -> None:
+    """Write `data` to `path` via a hidden temporary file and a rename; check the footer after."""
+    folder, name = posixpath.split(path)
+    tmp = posixpath.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
+    with FileSystems.create(tmp) as f:
+        f.write(data)
+    FileSystems.rename([tmp], [path])
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        rows = pq.ParquetFile(io.BytesIO(f.read())).metadata.num_rows
+    if rows != expected_rows:
+        raise IOError(f"{path} has {rows} rows after writing, expected {expected_rows}")
+
+
+def table_dir(out: str, table: str) -> str:
+    return FileSystems.join(out, table)
+
+
+def file_name(run_id: str, chunk: int) -> str:
+    return f"part-{run_id}-{chunk:05d}.parquet"
+
+
+def read_key_columns(out: str, table: str, columns: list[str], exclude_run_id: str) -> list[dict]:
+    """Key columns of earlier runs' rows (never the text), for deduplication against them."""
+    import pyarrow.dataset as ds
+
+    folder = table_dir(out, table)
+    if not FileSystems.exists(folder):
+        return []
+    dataset = ds.dataset(folder, format="parquet", partitioning="hive")
+    if not dataset.files:
+        return []
+    return dataset.to_table(columns=columns, filter=ds.field("run_id") != exclude_run_id).to_pylist()
+
+
+class WriteTables(beam.PTransform):
+    """{'articles': rows, 'duplicates': rows, 'errors': rows} -> written files; then stale files removed."""
+
+    def __init__(self, out: str, run_id: str):
+        super().__init__()
+        self._out = out
+        self._run_id = run_id
+
+    def expand(self, tables: dict):
+        written = []
+        for table, rows in tables.items():
+            written.append(
+                rows
+                | f"Stamp{table.title()}" >> beam.Map(_stamp, self._run_id, table)
+                | f"Partition{table.title()}" >> beam.Map(lambda row, t=table: (partition_of(t, row), row))
+                | f"Group{table.title()}" >> beam.GroupByKey()
+                | f"Write{table.title()}" >> beam.ParDo(_WritePartitionFn(self._out, self._run_id, table))
+            )
+        return (
+            written
+            | "AllFiles" >> beam.Flatten()
+            | "ListFiles" >> beam.combiners.ToList()
+            | "RemoveStaleFiles" >> beam.Map(_remove_stale, self._out, self._run_id, list(tables))
+        )
+
+
+def _stamp(row: dict, run_id: str, table: str) -> dict:
+    row = {**row, "run_id": run_id, "schema_version": SCHEMA_VERSION}
+    if table == "errors" and row.get("failed_at") is None:
+        row["failed_at"] = datetime.now(timezone.utc)
+    return row
+
+
+class _WritePartitionFn(beam.DoFn):
+    def __init__(self, out: str, run_id: str, table: str):
+        self._out, self._run_id, self._table = out, run_id, table
+
+    def process(self, keyed):
+        day, rows = keyed
+        folder = FileSystems.join(table_dir(self._out, self._table), f"{PARTITION_COLUMN}={day}")
+        chunk, batch = 0, []
+        for row in rows:
+            batch.append(row)
+            if len(batch) == ROWS_PER_FILE:
+                yield self._write(folder, chunk, batch)
+                chunk, batch = chunk + 1, []
+        if batch:
+            yield self._write(folder, chunk, batch)
+
+    def _write(self, folder: str, chunk: int, batch: list[dict]) -> dict:
+        path = FileSystems.join(folder, file_name(self._run_id, chunk))
+        write_file(path, parquet_bytes(to_arrow(self._table, batch)), len(batch))
+        count(f"rows_written_{self._table}", len(batch))
+        return {"table": self._table, "path": path, "rows": len(batch)}
+
+
+def _remove_stale(files: list[dict], out: str, run_id: str, tables: list[str]) -> list[dict]:
+    keep = {f["path"] for f in files}
+    stale = []
+    for table in tables:
+        pattern = FileSystems.join(table_dir(out, table), f"{PARTITION_COLUMN}=*", f"part-{run_id}-*.parquet")
+        for match in FileSystems.match([pattern])[0].metadata_list:
+            if match.path not in keep:
+                stale.append(match.path)
+    if stale:
+        FileSystems.delete(stale)
+    return sorted(files, key=lambda f: f["path"])
+
+
+def write_json(path: str, payload: dict) -> None:
+    """A JSON document, written via a temporary file and a rename."""
+    folder, name = posixpath.split(path)
+    tmp = posixpath.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
+    with FileSystems.create(tmp) as f:
+        f.write(json.dumps(payload, indent=2, default=str).encode("utf-8"))
+    FileSystems.rename([tmp], [path])
