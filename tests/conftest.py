@@ -1,0 +1,100 @@
+"""Shared test fixtures: a real HTTP server on loopback and a small news web served from it."""
+
+from __future__ import annotations
+
+import gzip
+import threading
+from contextlib import contextmanager
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable
+from urllib.parse import urlsplit
+
+import pytest
+
+
+@dataclass
+class Route:
+    body: bytes = b""
+    status: int = 200
+    content_type: str = "text/html; charset=utf-8"
+    headers: dict = field(default_factory=dict)
+    delay: float = 0.0  # seconds before the status line
+    handler: Callable | None = None  # takes the request handler, writes the whole response
+
+
+class LoopbackWeb:
+    """A threaded HTTP server on 127.0.0.1 serving registered routes; everything else is 404."""
+
+    def __init__(self):
+        self.routes: dict[str, Route] = {}
+        self.requests: list[str] = []
+        web = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                web.requests.append(self.path)
+                route = web.routes.get(urlsplit(self.path).path)
+                if route is None:
+                    route = Route(b"not found", status=404, content_type="text/plain")
+                if route.delay:
+                    time.sleep(route.delay)
+                if route.handler:
+                    route.handler(self)
+                    return
+                try:
+                    self.send_response(route.status)
+                    self.send_header("Content-Type", route.content_type)
+                    self.send_header("Content-Length", str(len(route.body)))
+                    for name, value in route.headers.items():
+                        self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(route.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.server.block_on_close = False
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def url(self, path: str) -> str:
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}{path}"
+
+    def add(self, path: str, body: bytes | str = b"", **kwargs) -> str:
+        self.routes[path] = Route(body.encode("utf-8") if isinstance(body, str) else body, **kwargs)
+        return self.url(path)
+
+    def add_gzip(self, path: str, body: bytes, **kwargs) -> str:
+        headers = {"Content-Encoding": "gzip", **kwargs.pop("headers", {})}
+        return self.add(path, gzip.compress(body), headers=headers, **kwargs)
+
+
+@contextmanager
+def serving():
+    server = LoopbackWeb()
+    server.thread.start()
+    try:
+        yield server
+    finally:
+        server.server.shutdown()
+        server.server.server_close()
+
+
+@pytest.fixture
+def web():
+    with serving() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def module_web():
+    with serving() as server:
+        yield server

@@ -1,0 +1,147 @@
+"""Whole-pipeline runs on DirectRunner over a news web served on loopback, output read back with pandas."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from newsbeam.pipeline.config import RunConfig
+from newsbeam.pipeline.job import run_job
+from newsbeam.transforms.http import FetchSettings
+from newsbeam.transforms.sources import read_sources
+from newsweb import build_news_web
+
+FAST = FetchSettings(connect_timeout=2, read_timeout=1.0, deadline=2.5, allow_private_network=True)
+
+
+def run(feeds_file: Path, out: Path, run_id: str, beam_args=None) -> dict:
+    config = RunConfig(feeds=read_sources(str(feeds_file)), feeds_location=str(feeds_file), out=str(out), run_id=run_id, fetch=FAST)
+    return run_job(config, beam_args)
+
+
+def read(out: Path, table: str) -> pd.DataFrame:
+    return pd.read_parquet(out / table)
+
+
+@pytest.fixture(scope="module")
+def first_run(module_web, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("news")
+    news = build_news_web(module_web, folder)
+    out = folder / "data"
+    manifest = run(news.feeds_file, out, "first")
+    return news, out, manifest
+
+
+def test_every_link_ends_where_expected(first_run):
+    news, out, _ = first_run
+    articles, duplicates, errors = read(out, "articles"), read(out, "duplicates"), read(out, "errors")
+    for link, outcome in news.expected.items():
+        if outcome == "article":
+            assert (articles.url == link).sum() == 1, link
+        elif outcome == "duplicate":
+            assert (duplicates.url == link).sum() == 1, link
+        else:
+            rows = errors[errors.url == link]
+            assert list(rows.stage) == [outcome[1]], link
+    for feed_url, stage in news.feed_errors.items():
+        assert list(errors[errors.feed_url == feed_url].stage) == [stage], feed_url
+    assert list(errors[errors.stage == "feed_entry"].error) == ["no_link"]
+
+
+def test_nothing_lost_identity(first_run):
+    news, out, manifest = first_run
+    entry_errors = read(out, "errors").query("stage not in ['read_sources', 'fetch_feed', 'parse_feed']")
+    links = manifest["links"]
+    assert links["discovered"] == news.links
+    assert links["articles"] == len(read(out, "articles"))
+    assert links["duplicates"] == len(read(out, "duplicates"))
+    assert links["errors"] == len(entry_errors)
+    assert links["already_stored"] == 0
+    assert links["discovered"] == links["articles"] + links["duplicates"] + links["errors"] + links["already_stored"]
+    assert links["balanced"] is True
+
+
+def test_copies_point_at_the_kept_article(first_run):
+    news, out, _ = first_run
+    articles, duplicates = read(out, "articles"), read(out, "duplicates").set_index("url")
+    original = articles.set_index("canonical_url").loc["https://a.example/story-0"]
+    copy = duplicates.loc[[l for l, o in news.expected.items() if o == "duplicate" and "/b/wire/" in l][0]]
+    assert copy.tier == "exact" and copy.duplicate_of == original.article_id
+    tracking = duplicates.loc[[l for l in duplicates.index if "utm_source" in l][0]]
+    story_1 = articles.set_index("canonical_url").loc["https://a.example/story-1"]
+    assert tracking.tier == "url" and tracking.duplicate_of == story_1.article_id
+
+
+def test_articles_are_clean_and_typed(first_run):
+    _, out, _ = first_run
+    articles = read(out, "articles")
+    assert str(articles.published_at.dtype) == "datetime64[us, UTC]"
+    assert str(articles.fetched_at.dtype) == "datetime64[us, UTC]"
+    assert all(isinstance(a, (list, tuple)) or hasattr(a, "__len__") for a in articles.authors)
+    assert set(articles.date.astype(str)) >= {"2026-11-20", "2026-11-21", "2026-11-22", "2026-11-23"}
+    for text in articles.text:
+        assert "Sign up for our newsletter" not in text
+        assert "All rights reserved" not in text
+        assert not text.startswith("Council story")
+    video = articles.set_index("canonical_url").loc["https://a.example/video"]
+    assert video.extraction_method == "feed_content" and video.word_count > 60
+    assert (articles.language == "en").all()
+    assert articles.article_id.is_unique and (articles.story_id == articles.article_id).all()
+
+
+def test_partition_column_only_in_folder_names(first_run):
+    _, out, _ = first_run
+    files = sorted(out.glob("*/date=*/*.parquet"))
+    assert files
+    for f in files:
+        assert "date" not in pq.read_schema(f).names
+    assert not [p for p in out.rglob(".*") if p.is_file()], "temporary files left behind"
+
+
+def test_duckdb_and_polars_read_the_dataset(first_run):
+    duckdb = pytest.importorskip("duckdb")
+    pl = pytest.importorskip("polars")
+    _, out, _ = first_run
+    query = f"select count(*), count(distinct date) from read_parquet('{out}/articles/*/*.parquet', hive_partitioning=true)"
+    n, days = duckdb.connect().execute(query).fetchall()[0]
+    assert days == read(out, "articles").date.nunique()
+    assert n == len(read(out, "articles"))
+    frame = pl.read_parquet(f"{out}/articles/**/*.parquet", hive_partitioning=True)
+    assert frame.height == n and "date" in frame.columns
+
+
+def test_second_run_adds_no_articles(first_run, tmp_path):
+    news, out, first = first_run
+    before = read(out, "articles")
+    second = run(news.feeds_file, out, "second")
+    after = read(out, "articles")
+    assert len(after) == len(before)
+    assert second["links"]["articles"] == 0 and second["links"]["duplicates"] == 0
+    assert second["links"]["already_stored"] == first["links"]["articles"] + first["links"]["duplicates"]
+    assert second["links"]["balanced"]
+
+
+def test_rerunning_a_run_id_replaces_its_files(module_web, tmp_path):
+    news = build_news_web(module_web, tmp_path)
+    out = tmp_path / "data"
+    run(news.feeds_file, out, "again")
+    first_count = len(read(out, "articles"))
+    partition = next((out / "articles").glob("date=*"))
+    stale = partition / "part-again-00042.parquet"
+    stale.write_bytes(next(partition.glob("part-again-*.parquet")).read_bytes())
+    assert len(read(out, "articles")) > first_count
+    manifest = run(news.feeds_file, out, "again")
+    assert not stale.exists()
+    assert len(read(out, "articles")) == first_count == manifest["links"]["articles"]
+    assert manifest["links"]["already_stored"] == 0
+
+
+def test_multi_processing_gives_the_same_tables(first_run, module_web, tmp_path):
+    news, out, first = first_run
+    mp_out = tmp_path / "mp"
+    manifest = run(news.feeds_file, mp_out, "mp", ["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
+    assert manifest["links"] == {**first["links"]}
+    assert sorted(read(mp_out, "articles").article_id) == sorted(read(out, "articles").article_id)
