@@ -24,12 +24,19 @@ def _positive(kind):
     return parse
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes as one line, pointing at --help, instead of the whole usage block."""
+
+    def error(self, message):
+        self.exit(2, f"newsbeam: error: {message} (see '{self.prog} --help')\n")
+
+
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="newsbeam",
         description="News ingestion on Apache Beam: feeds to clean, deduplicated, Hive-partitioned Parquet.",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     run = sub.add_parser(
         "run",
@@ -53,10 +60,27 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def check_beam_args(beam_args: list[str]):
+    """Refuse options that neither newsbeam nor Beam knows, instead of Beam's silent discard."""
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    from newsbeam.pipeline.config import UsageError
+
+    options = PipelineOptions(beam_args)
+    unknown = set(options.get_all_options(retain_unknown_options=True)) - set(options.get_all_options())
+    if unknown:
+        names = ", ".join("--" + name for name in sorted(unknown))
+        raise UsageError(f"unknown option(s) {names}: not a newsbeam option nor an Apache Beam pipeline option")
+    return options
+
+
 def _run(args, beam_args) -> int:
     from newsbeam.pipeline.config import RunConfig, check_out, check_run_id, new_run_id, sample_feeds_location
     from newsbeam.pipeline.job import run_job
+    from newsbeam.pipeline.runner import check_runner_options
     from newsbeam.transforms.sources import read_sources
+
+    check_runner_options(check_beam_args(beam_args))
 
     sample = args.feeds is None
     location = sample_feeds_location() if sample else args.feeds

@@ -21,17 +21,19 @@ def is_local(options: PipelineOptions) -> bool:
     return options.view_as(StandardOptions).runner in LOCAL_RUNNERS
 
 
-def make_runner(options: PipelineOptions):
-    """A runner instance for local runs, else the runner name for Beam to resolve."""
-    runner = options.view_as(StandardOptions).runner
-    if runner not in LOCAL_RUNNERS:
-        return runner
-    direct = options.view_as(DirectOptions)
-    if direct.direct_running_mode == "multi_threading":
+def check_runner_options(options: PipelineOptions) -> None:
+    if is_local(options) and options.view_as(DirectOptions).direct_running_mode == "multi_threading":
         raise RunnerError(
             "--direct_running_mode multi_threading is not supported (it dropped elements in our tests); "
             "use in_memory (the default) or multi_processing"
         )
+
+
+def make_runner(options: PipelineOptions):
+    """A runner instance for local runs, else the runner name for Beam to resolve."""
+    check_runner_options(options)
+    if not is_local(options):
+        return options.view_as(StandardOptions).runner
     from apache_beam.portability.api import beam_provision_api_pb2
     from apache_beam.runners.portability.fn_api_runner import fn_runner
     from apache_beam.runners.portability.portable_runner import JobServiceHandle

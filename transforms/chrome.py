@@ -45,6 +45,9 @@ _PROMPTS = [
 _PROMPT = re.compile(r"^(?:" + "|".join(_PROMPTS) + r")$", re.IGNORECASE)
 # Tail markers after which the rest is paywall/promo chrome if it is all short lines.
 _PAYWALL = re.compile(r"^(sign up to read|subscribe to (read|continue)|already a (member|subscriber))", re.IGNORECASE)
+# A prompt with its button label glued on by extraction: "... in your inbox by 7am. Subscribe".
+_BUTTON_TAIL = re.compile(r"[.!?:]\s+(Subscribe|Sign up|Sign in|Log in|Register|Join now|Try it free)( now)?$")
+CTA_LINE_WORDS = 25
 _WIRE_SLUG = re.compile(r"^[a-z]{2,8}(?:-[a-z]{2,8})*(?:/[a-z]{2,8}(?:-[a-z]{2,8})*)+$")
 _COPYRIGHT = re.compile(
     r"^(?:©|\(c\)|copyright\b)\s*.{0,100}$|^.{0,60}\ball rights reserved\.?$", re.IGNORECASE
@@ -58,6 +61,8 @@ def _short(line: str) -> bool:
 
 def _is_chrome(line: str) -> bool:
     stripped = line.strip()
+    if len(stripped.split()) <= CTA_LINE_WORDS and _BUTTON_TAIL.search(stripped):
+        return True
     if not _short(stripped):
         return False
     return bool(_PROMPT.match(stripped) or _WIRE_SLUG.match(stripped) or _COPYRIGHT.match(stripped))

@@ -1,0 +1,92 @@
+"""The `newsbeam` command as a user runs it: a real process, real files, real exit codes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from newsweb import article_page, body_paragraphs, rss
+
+
+def newsbeam(*args, cwd=None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "newsbeam.pipeline.cli", *map(str, args)],
+        capture_output=True, text=True, timeout=300, cwd=cwd,
+    )
+
+
+def assert_usage_error(result: subprocess.CompletedProcess, *words: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("newsbeam: error:"), result.stderr
+    assert "Traceback" not in result.stderr
+    for word in words:
+        assert word in lines[0]
+
+
+def test_bundled_sample_runs_offline(tmp_path):
+    result = newsbeam("run", "--out", tmp_path / "data", "--run-id", "sample")
+    assert result.returncode == 0, result.stderr
+    assert "bundled offline sample" in result.stderr
+    assert "run sample complete" in result.stdout
+    manifest = json.loads((tmp_path / "data" / "runs" / "sample.json").read_text())
+    assert manifest["links"]["balanced"] and manifest["sample"] is True
+    # The sample's README promises: 12 links, 9 articles, a URL and an exact duplicate, one missing page.
+    assert manifest["links"]["discovered"] == 12
+    articles = pd.read_parquet(tmp_path / "data" / "articles")
+    assert len(articles) == 9
+    assert sorted(pd.read_parquet(tmp_path / "data" / "duplicates").tier) == ["exact", "url"]
+    assert list(pd.read_parquet(tmp_path / "data" / "errors").stage) == ["fetch_page"]
+    assert set(articles.language) == {"en", "de"}
+    assert (articles.extraction_method == "feed_content").sum() == 1
+    assert not articles.text.str.contains("Subscribe|Sign up|All rights reserved|Northwind Wire\\) --").any()
+
+
+def test_default_out_is_newsbeam_data_in_the_working_folder(tmp_path):
+    result = newsbeam("run", "-q", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert list((tmp_path / "newsbeam-data" / "articles").glob("date=*/*.parquet"))
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["--feeds", "missing.txt"], ["not found", "missing.txt"]),
+        (["--feeds", "bad.yaml"], ["YAML"]),
+        (["--feeds", "bad.opml"], ["OPML"]),
+        (["--feeds", "unknown-key.yaml"], ["unknown setting", "interval"]),
+        (["--out", "a-file/sub"], ["cannot write to --out"]),
+        (["--out", "a-file"], ["not a folder"]),
+        (["--run-id", "../escape"], ["--run-id"]),
+        (["--no-such-option", "1"], ["--no_such_option"]),
+        (["--direct_running_mode", "multi_threading"], ["multi_threading"]),
+        (["--max-bytes", "0"], ["--max-bytes"]),
+    ],
+)
+def test_usage_mistakes_are_one_clear_line(tmp_path, args, words):
+    (tmp_path / "bad.yaml").write_text("feeds: [\n")
+    (tmp_path / "bad.opml").write_text("<opml><body><outline xmlUrl='x'></body>")
+    (tmp_path / "unknown-key.yaml").write_text("feeds:\n  - url: https://example.com/feed\n    interval: 5\n")
+    (tmp_path / "a-file").write_text("")
+    result = newsbeam("run", *args, cwd=tmp_path)
+    assert_usage_error(result, *words)
+
+
+def test_yaml_feed_list_with_settings_and_progress(web, tmp_path):
+    items = [{"title": f"Story {i}", "link": web.add(f"/s{i}.html", article_page(f"Story {i}", body_paragraphs(i), f"https://s.example/{i}", "Site"))}
+             for i in range(4)]
+    web.add("/slow.html", article_page("Slow", body_paragraphs(5), "https://s.example/slow", "Site"), delay=3.5)
+    items.insert(0, {"title": "Slow", "link": web.url("/slow.html")})
+    feed = web.add("/feed.xml", rss("Site", items), content_type="application/rss+xml")
+    (tmp_path / "feeds.yaml").write_text(f"defaults:\n  max_entries: 4\nfeeds:\n  - url: {feed}\n    name: My Site\n")
+    result = newsbeam("run", "--feeds", "feeds.yaml", "--out", "data", "--allow-private-network", "--read-timeout", "10", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert any(line.startswith("[") and "feeds" in line and "pages" in line for line in result.stderr.splitlines()), result.stderr
+    articles = pd.read_parquet(tmp_path / "data" / "articles")
+    assert len(articles) == 4  # max_entries: the fifth entry is never discovered
+    assert set(articles.source) == {"My Site"}
