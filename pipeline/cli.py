@@ -24,6 +24,15 @@ def _positive(kind):
     return parse
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("newsbeam")
+    except PackageNotFoundError:
+        return "unknown"
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage mistakes as one line, pointing at --help, instead of the whole usage block."""
 
@@ -36,6 +45,7 @@ def make_parser() -> argparse.ArgumentParser:
         prog="newsbeam",
         description="News ingestion on Apache Beam: feeds to clean, deduplicated, Hive-partitioned Parquet.",
     )
+    parser.add_argument("--version", action="version", version=f"newsbeam {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
     run = sub.add_parser(

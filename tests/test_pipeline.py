@@ -145,3 +145,15 @@ def test_multi_processing_gives_the_same_tables(first_run, module_web, tmp_path)
     manifest = run(news.feeds_file, mp_out, "mp", ["--direct_running_mode=multi_processing", "--direct_num_workers=2"])
     assert manifest["links"] == {**first["links"]}
     assert sorted(read(mp_out, "articles").article_id) == sorted(read(out, "articles").article_id)
+
+
+def test_private_addresses_are_refused_by_default(web, tmp_path):
+    feed = web.add("/feed.xml", "<rss version='2.0'><channel><title>t</title></channel></rss>", content_type="application/rss+xml")
+    (tmp_path / "feeds.txt").write_text(f"{feed}\n")
+    config = RunConfig(feeds=read_sources(str(tmp_path / "feeds.txt")), feeds_location="feeds.txt", out=str(tmp_path / "data"), run_id="guarded")
+    manifest = run_job(config)
+    errors = read(tmp_path / "data", "errors")
+    assert list(errors.error) == ["private_address"] and list(errors.stage) == ["fetch_feed"]
+    assert "--allow-private-network" in errors.message[0]
+    assert web.requests == [], "the guard must refuse before any request is sent"
+    assert manifest["counts"]["feeds_failed"] == 1

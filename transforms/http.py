@@ -7,6 +7,8 @@ a limit. Failures raise FetchError with a short error kind for the errors table.
 
 from __future__ import annotations
 
+import ipaddress
+import socket
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -104,6 +106,8 @@ class HttpClient:
         raise FetchError("too_many_redirects", f"more than {self.settings.max_redirects} redirects", url=url)
 
     def _request(self, url: str, accept: str, deadline: float) -> tuple[int, dict, bytes]:
+        if not self.settings.allow_private_network:
+            refuse_private(url)
         try:
             resp = self._pool.request("GET", url, headers={"Accept": accept}, preload_content=False, redirect=False)
         except urllib3.exceptions.MaxRetryError as exc:
@@ -154,6 +158,29 @@ class HttpClient:
             raise FetchError("read_error", f"{exc.strerror or exc}: {path}", url=url) from None
         return Response(url=url, final_url=url, status=200, content_type=_guess_type(path), body=body,
                         fetched_at=datetime.now(timezone.utc))
+
+
+def refuse_private(url: str) -> None:
+    """FetchError('private_address') when the URL's host resolves to a non-public address.
+
+    Checked before every request, redirects included, so a feed cannot steer the fetcher
+    at loopback, the private network or a cloud metadata server.
+    """
+    host = urlsplit(url).hostname
+    if not host:
+        raise FetchError("invalid_url", "URL has no host", url=url)
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise FetchError("connection_error", f"cannot resolve {host}: {exc}", url=url) from None
+    for info in infos:
+        address = ipaddress.ip_address(info[4][0].split("%")[0])
+        if not address.is_global or address.is_multicast:
+            raise FetchError(
+                "private_address",
+                f"{host} resolves to non-public address {address}; pass --allow-private-network to allow it",
+                url=url,
+            )
 
 
 def _guess_type(path: Path) -> str:
