@@ -143,6 +143,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("newsbeam: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:
+        if args.verbose:
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        print(f"newsbeam: error: the pipeline failed: {type(exc).__name__}: {first} (rerun with --verbose for details)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -157,3 +157,17 @@ def test_private_addresses_are_refused_by_default(web, tmp_path):
     assert "--allow-private-network" in errors.message[0]
     assert web.requests == [], "the guard must refuse before any request is sent"
     assert manifest["counts"]["feeds_failed"] == 1
+
+
+def test_a_crashed_write_is_invisible_and_cleaned_by_the_rerun(module_web, tmp_path):
+    news = build_news_web(module_web, tmp_path)
+    out = tmp_path / "data"
+    run(news.feeds_file, out, "crashy")
+    rows = len(read(out, "articles"))
+    partition = next((out / "articles").glob("date=*"))
+    # What a crash between writing and renaming leaves: a hidden, half-written file.
+    leftover = partition / ".part-crashy-00000.parquet.0123abcd.tmp"
+    leftover.write_bytes(next(partition.glob("*.parquet")).read_bytes()[:100])
+    assert len(read(out, "articles")) == rows
+    run(news.feeds_file, out, "crashy")
+    assert not leftover.exists()

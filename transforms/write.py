@@ -4,7 +4,8 @@ Each (table, date) partition is written by one worker as `part-RUN_ID-NNNNN.parq
 first to a hidden temporary name in the same folder (readers skip names starting with
 '.'), then renamed, then its footer read back and its row count checked. After all
 partitions are written, files of the same run id that this run did not write are deleted,
-so re-running a run id replaces its own output and nothing else.
+so re-running a run id replaces its own output (and the temporary files a crash of it
+left behind) and nothing else.
 """
 
 from __future__ import annotations
@@ -139,10 +140,11 @@ def _remove_stale(files: list[dict], out: str, run_id: str, tables: list[str]) -
     keep = {f["path"] for f in files}
     stale = []
     for table in tables:
-        pattern = FileSystems.join(table_dir(out, table), f"{PARTITION_COLUMN}=*", f"part-{run_id}-*.parquet")
-        for match in FileSystems.match([pattern])[0].metadata_list:
-            if match.path not in keep:
-                stale.append(match.path)
+        for name in (f"part-{run_id}-*.parquet", f".part-{run_id}-*.tmp"):
+            pattern = FileSystems.join(table_dir(out, table), f"{PARTITION_COLUMN}=*", name)
+            for match in FileSystems.match([pattern])[0].metadata_list:
+                if match.path not in keep:
+                    stale.append(match.path)
     if stale:
         FileSystems.delete(stale)
     return sorted(files, key=lambda f: f["path"])
