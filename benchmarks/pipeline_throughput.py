@@ -8,11 +8,13 @@ one process and interleaved (baseline, in_process, multi_processing, baseline, .
 - baseline: `trafilatura.extract(html, include_comments=False)` over the page bytes, which are
   read into memory first (the baseline does no file reading; the pipeline reads every file);
 - in_process: `run_job` with Beam's default in-process runner;
-- multi_processing: `run_job` with `--direct_running_mode=multi_processing --direct_num_workers=2`.
+- multi_processing: `run_job` with `--direct_running_mode=multi_processing --direct_num_workers=2`
+  (and `--default_sdk_harness_log_level=ERROR`, which only quiets the worker processes' logs).
 
 Each pipeline run writes into a fresh output folder. The table shows the median seconds of
 --repeat runs, docs/s (input pages / seconds), the ratio to the baseline's docs/s, and the
-process's peak RSS so far (a high-water mark; worker processes are listed separately). The
+peak RSS of this process so far (a high-water mark; multi_processing's worker processes are
+not included: getrusage cannot tell them apart from the launching process). The
 pipeline's manifest counts (articles, duplicates, errors by stage) show every page was handled.
 
     python benchmarks/pipeline_throughput.py [--corpus PATH] [--repeat N] [--json] [--profile]
@@ -50,9 +52,10 @@ from newsbeam.transforms.sources import read_sources  # noqa: E402
 DEFAULT_CORPUS = "../shared/corpora/fundus"  # relative to the repository root
 REPO = Path(__file__).resolve().parents[1]
 FEEDS = 4
+QUIET_WORKERS = ["--default_sdk_harness_log_level=ERROR"]  # worker processes log INFO to stderr otherwise
 MODES = {
     "in_process": [],
-    "multi_processing": ["--direct_running_mode=multi_processing", "--direct_num_workers=2"],
+    "multi_processing": ["--direct_running_mode=multi_processing", "--direct_num_workers=2", *QUIET_WORKERS],
 }
 
 
@@ -111,8 +114,8 @@ def outcome(manifest: dict) -> dict:
     return {k: links[k] for k in ("discovered", "articles", "duplicates", "errors", "balanced")} | {"errors_by_stage": errors}
 
 
-def peak_rss_mib(who=resource.RUSAGE_SELF) -> float:
-    return resource.getrusage(who).ru_maxrss / 1024  # KiB on Linux
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def profile_in_process(feeds_list: Path, out: Path) -> None:
@@ -165,14 +168,13 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"mode": mode, "docs": docs, "seconds": round(median, 2), "runs": [round(s, 2) for s in runs],
                      "docs_per_s": round(docs / median, 2), "ratio": round(docs / median / base_rate, 3),
                      "peak_rss_mib": round(rss[mode]), **results[mode]})
-    workers_rss = round(peak_rss_mib(resource.RUSAGE_CHILDREN))
     if args.json:
-        print(json.dumps({"rows": rows, "repeat": args.repeat, "peak_rss_workers_mib": workers_rss}, indent=2))
+        print(json.dumps({"rows": rows, "repeat": args.repeat}, indent=2))
         return 0
     print(f"{'mode':<17} {'docs':>5} {'seconds':>8} {'docs/s':>7} {'ratio':>6} {'peak RSS MiB':>13}")
     for r in rows:
         print(f"{r['mode']:<17} {r['docs']:>5} {r['seconds']:>8.2f} {r['docs_per_s']:>7.2f} {r['ratio']:>6.3f} {r['peak_rss_mib']:>13}")
-    print(f"(peak RSS is this process's high-water mark so far; largest multi_processing worker: {workers_rss} MiB)")
+    print("(peak RSS: this process's high-water mark so far; multi_processing's workers not included)")
     print(f"baseline: {results['baseline']['texts']}/{docs} pages gave text")
     for mode in MODES:
         r = results[mode]

@@ -171,3 +171,20 @@ def test_a_crashed_write_is_invisible_and_cleaned_by_the_rerun(module_web, tmp_p
     assert len(read(out, "articles")) == rows
     run(news.feeds_file, out, "crashy")
     assert not leftover.exists()
+
+
+def test_a_copy_of_an_article_stored_by_an_earlier_run_is_a_duplicate(web, tmp_path):
+    from newsweb import article_page, body_paragraphs, rss
+
+    original = web.add("/orig.html", article_page("Original", body_paragraphs(2), "https://a.example/orig", "A"))
+    (tmp_path / "feeds.txt").write_text(web.add("/feed1.xml", rss("A", [{"title": "Original", "link": original}])) + "\n")
+    out = tmp_path / "data"
+    run(tmp_path / "feeds.txt", out, "day1")
+    kept = read(out, "articles").article_id.item()
+    copy = web.add("/copy.html", article_page("Copy elsewhere", body_paragraphs(2), "https://b.example/copy", "B"))
+    web.add("/feed1.xml", rss("A", [{"title": "Original", "link": original}, {"title": "Copy", "link": copy}]))
+    manifest = run(tmp_path / "feeds.txt", out, "day2")
+    duplicates = read(out, "duplicates")
+    assert list(duplicates.url) == [copy] and duplicates.tier.item() == "exact" and duplicates.duplicate_of.item() == kept
+    assert manifest["links"] | {} == {"discovered": 2, "articles": 0, "duplicates": 1, "errors": 0, "already_stored": 1, "balanced": True}
+    assert len(read(out, "articles")) == 1

@@ -236,8 +236,5 @@ def test_spec_problem_rejects_bad_max_entries(max_entries):
     assert "max_entries must be a positive integer" in spec_problem({"url": "http://a.example/rss", "max_entries": max_entries})
 
 
-@pytest.mark.xfail(
-    reason="bool is a subclass of int, so `max_entries: true` (YAML yes/true) passes as 1", strict=True
-)
 def test_spec_problem_rejects_boolean_max_entries():
     assert spec_problem({"url": "http://a.example/rss", "max_entries": True}) is not None

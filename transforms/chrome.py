@@ -49,8 +49,9 @@ _PAYWALL = re.compile(r"^(sign up to read|subscribe to (read|continue)|already a
 _BUTTON_TAIL = re.compile(r"[.!?:]\s+(Subscribe|Sign up|Sign in|Log in|Register|Join now|Try it free)( now)?$")
 CTA_LINE_WORDS = 25
 _WIRE_SLUG = re.compile(r"^[a-z]{2,8}(?:-[a-z]{2,8})*(?:/[a-z]{2,8}(?:-[a-z]{2,8})*)+$")
+# A notice, not a sentence about copyright: a © sign, "(c)", or "Copyright" followed by a sign or a year.
 _COPYRIGHT = re.compile(
-    r"^(?:©|\(c\)|copyright\b)\s*.{0,100}$|^.{0,60}\ball rights reserved\.?$", re.IGNORECASE
+    r"^(?:©|\(c\)|copyright\s*(?:©|\(c\)|\d{4}\b)).{0,100}$|^.{0,60}\ball rights reserved\.?$", re.IGNORECASE
 )
 _WIRE_CREDIT = re.compile(r"^\(([A-Z][\w&.' -]{1,40})\)\s*(?:--|—|–|-)\s*")
 
@@ -81,8 +82,6 @@ def strip_chrome(text: str, titles=()) -> tuple[str, list[str]]:
     lines = [line.strip() for line in (text or "").split("\n")]
     lines = [line for line in lines if line]
     removed: list[str] = []
-    if lines and any(_same_words(lines[0], t) for t in titles if t):
-        removed.append(lines.pop(0))
     for i, line in enumerate(lines):
         if _PAYWALL.match(line) and all(_short(rest) for rest in lines[i:]):
             removed.extend(lines[i:])
@@ -91,6 +90,8 @@ def strip_chrome(text: str, titles=()) -> tuple[str, list[str]]:
     kept = []
     for line in lines:
         (removed if _is_chrome(line) else kept).append(line)
+    if kept and any(_same_words(kept[0], t) for t in titles if t):
+        removed.append(kept.pop(0))
     if kept:
         credit = _WIRE_CREDIT.match(kept[0])
         if credit and len(kept[0]) > credit.end():

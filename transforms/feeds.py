@@ -20,7 +20,7 @@ from newsbeam.transforms.errors import ERRORS, fail_entries, internal_error
 from newsbeam.transforms.http import FetchError, FetchSettings, HttpClient
 from newsbeam.transforms.metrics import count
 
-FEED_ACCEPT = "application/rss+xml, application/atom+xml, application/rdf+xml, application/feed+json, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+FEED_ACCEPT = "application/rss+xml, application/atom+xml, application/rdf+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
 
 
 class FeedError(Exception):
@@ -38,7 +38,7 @@ def parse_feed(body: bytes, feed_url: str, spec: dict, content_type: str = "") -
     if not parsed.entries:
         if not parsed.get("version"):
             detail = f": {problem}" if problem else ""
-            raise FeedError("not_a_feed", f"not an RSS, Atom, RDF or JSON feed{detail}")
+            raise FeedError("not_a_feed", f"not an RSS, Atom or RDF feed{detail}")
         if problem:
             raise FeedError("malformed_feed", f"malformed feed with no readable entries: {problem}")
     warnings = [f"malformed feed, entries kept: {problem}"] if problem and parsed.entries else []

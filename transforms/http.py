@@ -109,7 +109,9 @@ class HttpClient:
         if not self.settings.allow_private_network:
             refuse_private(url)
         try:
-            resp = self._pool.request("GET", url, headers={"Accept": accept}, preload_content=False, redirect=False)
+            resp = self._pool.request(
+                "GET", url, headers={**self._pool.headers, "Accept": accept}, preload_content=False, redirect=False
+            )
         except urllib3.exceptions.MaxRetryError as exc:
             raise _classify(exc.reason or exc, url) from None
         except (urllib3.exceptions.HTTPError, OSError, ValueError) as exc:
@@ -193,6 +195,9 @@ def _guess_type(path: Path) -> str:
 
 def _classify(exc: BaseException, url: str) -> FetchError:
     text = str(exc) or type(exc).__name__
+    # NewConnectionError subclasses ConnectTimeoutError, but a refused connection is no timeout.
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):
+        return FetchError("connection_error", text, url=url)
     if isinstance(exc, (urllib3.exceptions.TimeoutError, TimeoutError)):
         return FetchError("timeout", f"timed out: {text}", url=url)
     if isinstance(exc, urllib3.exceptions.LocationParseError) or isinstance(exc, ValueError):

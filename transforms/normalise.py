@@ -44,7 +44,9 @@ def canonical_url(url: str) -> str:
     if parts.scheme.lower() == "file":
         return urlunsplit(("file", parts.netloc.lower(), parts.path, "", ""))
     try:
-        url = normalize_url(url, strict=True)
+        # A split URL, not a string: courlan unescapes HTML entities in strings ("&para=" -> "¶=").
+        # Not strict: strict mode keeps only a short list of query names and merges distinct articles.
+        url = normalize_url(urlsplit(url), strict=False)
     except (ValueError, AttributeError):
         pass  # courlan refuses some odd but fetchable URLs; fall back to our own rules below
     parts = urlsplit(url)

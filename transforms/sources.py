@@ -92,7 +92,7 @@ def spec_problem(spec: dict) -> str | None:
     if parts.scheme.lower() != "file" and not parts.hostname:
         return "URL has no host"
     max_entries = spec.get("max_entries")
-    if max_entries is not None and (not isinstance(max_entries, int) or max_entries < 1):
+    if max_entries is not None and (isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1):
         return f"max_entries must be a positive integer, not {max_entries!r}"
     return None
 

@@ -1,0 +1,205 @@
+"""Unit tests of strip_chrome in transforms/chrome.py.
+
+The excerpts below are short quotations of news articles (AFP, AP via inkl, Bloomberg and a
+rewritten report), used only as test fixtures for chrome stripping.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from newsbeam.transforms.chrome import strip_chrome
+
+# Seed 001: an aggregator page, its promo header, body paragraphs and paywall tail.
+INKL_HEADER = [
+    "Get all your news in one place.",
+    "100’s of premium titles.",
+    "One app.",
+    "Start reading",
+]
+INKL_BODY = [
+    "The head of Myanmar’s military government traveled to Russia on Monday on an official visit to a major ally "
+    "of the Southeast Asian nation that has been shunned by much of the West for overthrowing a democratically "
+    "elected government and subsequent brutal repression.",
+    "Senior Gen. Min Aung Hlaing, who departed from the military airport in the capital, Naypyitaw, will meet with "
+    "Russian President Vladimir Putin.",
+    "Russia defends Myanmar’s military government in international forums, and the ruling generals generally "
+    "support Moscow’s foreign policy agenda.",
+    "Russia and Myanmar have also held joint military drills and signed a pact on developing nuclear power.",
+]
+INKL_PAYWALL = [
+    "Sign up to read this article",
+    "Read news from 100’s of titles, curated specifically for you.",
+    "Already a member? Sign in here",
+    "Related Stories",
+    "Top stories on inkl right now",
+    "One subscription that gives you access to news from hundreds of sites",
+    "Already a member? Sign in here",
+    "Our Picks",
+    "Fourteen days free",
+    "Download the app",
+    "One app. One membership.",
+    "100+ trusted global sources.",
+]
+
+# Seed 000: AFP body ending in the desk slug.
+AFP = [
+    "Min Aung Hlaing earlier this month met with leaders from the Bay of Bengal littoral nations at a plush "
+    "Bangkok hotel, an invitation that drew criticism.",
+    "His presence at that summit represented a diplomatic win for Myanmar's isolated government, as it broke with "
+    "a regional policy of not inviting junta leaders to major events.",
+    "burs-sjc/bjt",
+]
+
+# Seed 002: Bloomberg credit, a subheading, copyright footer.
+BLOOMBERG_LEAD = (
+    "Cambodian Prime Minister Hun Sen is due to arrive in Myanmar on Friday, becoming the first foreign leader "
+    "to visit the country since the junta seized power in a coup nearly a year ago."
+)
+BLOOMBERG = [
+    "(Bloomberg) -- " + BLOOMBERG_LEAD,
+    "Myanmar’s junta spokesman Zaw Min Tun confirmed the two leaders would meet on Friday to boost ties.",
+    "Asean Divided",
+    "Hun Sen has said the Myanmar regime has the right to attend Asean meetings.",
+    "©2022 Bloomberg L.P.",
+]
+
+# Seed 003: a dateline that belongs to the article.
+BANGKOK = (
+    "BANGKOK — The leader of Myanmar’s military administration landed in Russia on Monday, signaling a visit to a "
+    "crucial ally amid international isolation from Western nations."
+)
+
+
+def strip(lines, titles=()):
+    return strip_chrome("\n".join(lines), titles)
+
+
+def test_aggregator_header_and_paywall_tail_are_removed():
+    text, _ = strip(INKL_HEADER + INKL_BODY + INKL_PAYWALL)
+    assert text.split("\n") == INKL_BODY
+
+
+def test_removed_lines_are_returned():
+    _, removed = strip(INKL_HEADER + INKL_BODY + INKL_PAYWALL)
+    assert sorted(removed) == sorted(INKL_HEADER + INKL_PAYWALL)
+
+
+@pytest.mark.parametrize("line", INKL_HEADER + INKL_PAYWALL)
+def test_each_promo_line_is_chrome_on_its_own(line):
+    text, removed = strip(INKL_BODY[:1] + [line] + INKL_BODY[1:])
+    assert text.split("\n") == INKL_BODY
+    assert removed == [line]
+
+
+def test_paywall_tail_after_blank_lines_is_removed():
+    text, _ = strip_chrome("\n\n".join(INKL_BODY) + "\n\n" + "\n".join(INKL_PAYWALL) + "\n")
+    assert text.split("\n") == INKL_BODY
+
+
+def test_body_without_chrome_is_unchanged():
+    text, removed = strip(INKL_BODY)
+    assert (text.split("\n"), removed) == (INKL_BODY, [])
+
+
+@pytest.mark.parametrize(
+    "paragraph",
+    [
+        "Readers who subscribe to the paper's print edition will lose access to the online archive, the publisher "
+        "said in a statement on Monday, adding that it would sign in new partners.",
+        "Already a member of the ruling council, the general was asked to sign in the presence of Russian officials, "
+        "state television MRTV reported on Monday evening.",
+        "Sign up to read this article, the message said, but the page had been shared thousands of times by then "
+        "across social media platforms in the region.",
+    ],
+    ids=["subscribe", "already-a-member", "sign-up-to-read"],
+)
+def test_long_paragraph_mentioning_prompts_is_kept(paragraph):
+    text, removed = strip(INKL_BODY[:2] + [paragraph] + INKL_BODY[2:])
+    assert text.split("\n") == INKL_BODY[:2] + [paragraph] + INKL_BODY[2:]
+    assert removed == []
+
+
+def test_wire_slug_last_line_is_removed():
+    text, removed = strip(AFP)
+    assert text.split("\n") == AFP[:2]
+    assert removed == ["burs-sjc/bjt"]
+
+
+def test_wire_credit_is_removed_but_the_lead_paragraph_kept():
+    text, removed = strip(BLOOMBERG)
+    assert text.split("\n")[0] == BLOOMBERG_LEAD
+    assert "(Bloomberg) --" in removed
+
+
+def test_via_news_wire_line_is_removed():
+    text, removed = strip(["Via AP news wire"] + INKL_BODY)
+    assert text.split("\n") == INKL_BODY
+    assert removed == ["Via AP news wire"]
+
+
+def test_wire_credit_with_an_em_dash_is_removed():
+    text, _ = strip(["(AP) — " + BLOOMBERG_LEAD])
+    assert text == BLOOMBERG_LEAD
+
+
+def test_subheading_is_kept_and_copyright_footer_removed():
+    text, removed = strip(BLOOMBERG)
+    assert text.split("\n")[1:] == BLOOMBERG[1:4]
+    assert "©2022 Bloomberg L.P." in removed
+
+
+@pytest.mark.parametrize("footer", ["© 2024 The Associated Press. All rights reserved.", "Copyright 2022 Agence France-Presse", "All rights reserved."])
+def test_copyright_footers_are_removed(footer):
+    text, removed = strip(AFP[:2] + [footer])
+    assert text.split("\n") == AFP[:2]
+    assert removed == [footer]
+
+
+def test_dateline_is_kept():
+    text, removed = strip([BANGKOK] + INKL_BODY[1:])
+    assert text.split("\n")[0] == BANGKOK
+    assert removed == []
+
+
+def test_first_line_equal_to_the_title_is_removed():
+    title = "Myanmar's head of military government travels to ally Russia for talks with Putin"
+    text, removed = strip([title] + INKL_BODY, titles=(None, title))
+    assert text.split("\n") == INKL_BODY
+    assert removed == [title]
+
+
+def test_title_match_ignores_case_and_punctuation():
+    title = "Myanmar's head of military government travels to ally Russia for talks with Putin"
+    text, _ = strip([title.upper() + "!"] + INKL_BODY, titles=(title,))
+    assert text.split("\n") == INKL_BODY
+
+
+def test_title_later_in_the_body_is_kept():
+    title = "Russia and Myanmar have also held joint military drills and signed a pact on developing nuclear power."
+    text, removed = strip(INKL_BODY, titles=(title,))
+    assert text.split("\n") == INKL_BODY
+    assert removed == []
+
+
+def test_title_behind_a_promo_line_is_removed():
+    title = "Myanmar's head of military government travels to ally Russia for talks with Putin"
+    text, _ = strip(["Advertisement", title] + INKL_BODY, titles=(title,))
+    assert text.split("\n") == INKL_BODY
+
+
+def test_short_paragraph_starting_with_copyright_is_kept():
+    paragraph = "Copyright claims against the broadcaster doubled last year, the regulator said."
+    text, _ = strip(INKL_BODY[:2] + [paragraph])
+    assert text.split("\n") == INKL_BODY[:2] + [paragraph]
+
+
+def test_all_chrome_gives_empty_text():
+    text, removed = strip(INKL_PAYWALL)
+    assert text == ""
+    assert removed == INKL_PAYWALL
+
+
+@pytest.mark.parametrize("text", ["", None, "\n \n"])
+def test_empty_input(text):
+    assert strip_chrome(text) == ("", [])

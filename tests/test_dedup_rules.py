@@ -1,0 +1,175 @@
+"""Unit tests of the pure dedup rules in transforms/dedup.py (no pipeline)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import pytest
+
+from newsbeam.transforms.dedup import duplicate_rows, keep_order, split_kept, stored_keys
+
+UTC = timezone.utc
+FETCHED = datetime(2024, 3, 6, 12, 0, tzinfo=UTC)
+
+
+def doc(name, published=None, method="trafilatura", words=300, entries=None):
+    return {
+        "article_id": f"id-{name}",
+        "canonical_url": f"https://news.example.com/{name}",
+        "published_at": published,
+        "extraction_method": method,
+        "word_count": words,
+        "fetched_at": FETCHED,
+        "entries": entries if entries is not None else [{"link": f"https://news.example.com/{name}", "feed_url": "https://news.example.com/rss"}],
+    }
+
+
+def kept_name(*docs):
+    kept, _ = split_kept(list(docs))
+    return kept["article_id"]
+
+
+def test_earliest_published_is_kept():
+    early = doc("early", datetime(2024, 3, 5, 8, 0, tzinfo=UTC), method="feed_summary", words=40)
+    late = doc("late", datetime(2024, 3, 5, 9, 0, tzinfo=UTC), words=900)
+    assert kept_name(late, early) == "id-early"
+
+
+def test_publication_date_beats_a_missing_one():
+    undated = doc("undated", None, words=900)
+    dated = doc("dated", datetime(2024, 3, 5, 9, 0, tzinfo=UTC), words=100)
+    assert kept_name(undated, dated) == "id-dated"
+
+
+def test_page_extraction_beats_feed_fallback_on_the_same_date():
+    when = datetime(2024, 3, 5, 8, 0, tzinfo=UTC)
+    from_feed = doc("feed", when, method="feed_content", words=900)
+    from_page = doc("page", when, method="trafilatura", words=200)
+    assert kept_name(from_feed, from_page) == "id-page"
+
+
+def test_longer_text_wins_a_tie():
+    when = datetime(2024, 3, 5, 8, 0, tzinfo=UTC)
+    assert kept_name(doc("short", when, words=200), doc("long", when, words=250)) == "id-long"
+
+
+def test_smaller_canonical_url_breaks_a_full_tie():
+    assert kept_name(doc("b"), doc("a")) == "id-a"
+
+
+def test_undated_documents_fall_back_to_the_other_rules():
+    assert kept_name(doc("feed", method="feed_summary", words=900), doc("page", words=100)) == "id-page"
+
+
+def test_split_kept_returns_every_other_document():
+    docs = [doc("c", words=100), doc("a", words=300), doc("b", words=200)]
+    kept, others = split_kept(docs)
+    assert kept["article_id"] == "id-a"
+    assert [d["article_id"] for d in others] == ["id-b", "id-c"]
+
+
+def test_split_kept_is_independent_of_input_order():
+    docs = [
+        doc("x", datetime(2024, 3, 5, 8, 0, tzinfo=UTC), words=100),
+        doc("y", datetime(2024, 3, 5, 8, 0, tzinfo=UTC), method="feed_content", words=500),
+        doc("z", None, words=900),
+    ]
+    assert {kept_name(*docs), kept_name(*reversed(docs))} == {"id-x"}
+
+
+def test_keep_order_sorts_undated_last():
+    dated = keep_order(doc("a", datetime(2099, 12, 31, tzinfo=UTC)))
+    undated = keep_order(doc("b", None))
+    assert dated < undated
+
+
+def test_duplicate_rows_one_per_entry():
+    entries = [
+        {"link": "https://news.example.com/a?utm_source=rss", "feed_url": "https://news.example.com/rss"},
+        {"link": "https://mirror.example.org/a", "feed_url": "https://mirror.example.org/feed"},
+    ]
+    rows = duplicate_rows(doc("a", entries=entries), "id-original", "url")
+    assert rows == [
+        {
+            "url": "https://news.example.com/a?utm_source=rss",
+            "canonical_url": "https://news.example.com/a",
+            "feed_url": "https://news.example.com/rss",
+            "duplicate_of": "id-original",
+            "tier": "url",
+            "similarity": 1.0,
+            "fetched_at": FETCHED,
+        },
+        {
+            "url": "https://mirror.example.org/a",
+            "canonical_url": "https://news.example.com/a",
+            "feed_url": "https://mirror.example.org/feed",
+            "duplicate_of": "id-original",
+            "tier": "url",
+            "similarity": 1.0,
+            "fetched_at": FETCHED,
+        },
+    ]
+
+
+def test_duplicate_rows_for_given_entries_only():
+    entries = [{"link": "https://a.example/1", "feed_url": "f1"}, {"link": "https://b.example/2", "feed_url": "f2"}]
+    rows = duplicate_rows(doc("a", entries=entries), "id-a", "exact", similarity=0.9, entries=entries[1:])
+    assert [(r["url"], r["tier"], r["similarity"]) for r in rows] == [("https://b.example/2", "exact", 0.9)]
+
+
+def test_duplicate_rows_with_no_entries_is_empty():
+    assert duplicate_rows(doc("a"), "id-a", "url", entries=[]) == []
+
+
+ARTICLES = [
+    {
+        "article_id": "A1",
+        "url": "https://News.Example.com/world/story?utm_source=rss#top",
+        "canonical_url": "https://news.example.com/world/story",
+        "content_hash": "hash-1",
+    },
+    {
+        "article_id": "A2",
+        "url": "http://news.example.com:80/asia/other",
+        "canonical_url": "https://news.example.com/asia/other-canonical",
+        "content_hash": "hash-2",
+    },
+]
+DUPLICATES = [
+    {"url": "https://mirror.example.org/copy?fbclid=x", "canonical_url": None, "duplicate_of": "A1"},
+    {"url": "https://news.example.com/world/story", "canonical_url": "", "duplicate_of": "ZZ"},
+]
+
+
+def test_stored_keys_maps_url_and_canonical_url_canonicalised():
+    links, _ = stored_keys(ARTICLES, [])
+    assert links == {
+        "https://news.example.com/world/story": "A1",
+        "http://news.example.com/asia/other": "A2",
+        "https://news.example.com/asia/other-canonical": "A2",
+    }
+
+
+def test_stored_keys_maps_content_hashes():
+    _, hashes = stored_keys(ARTICLES, DUPLICATES)
+    assert hashes == {"hash-1": "A1", "hash-2": "A2"}
+
+
+def test_stored_keys_maps_duplicate_urls_to_what_they_duplicate():
+    links, _ = stored_keys(ARTICLES, DUPLICATES)
+    assert links["https://mirror.example.org/copy"] == "A1"
+
+
+def test_stored_keys_article_wins_over_a_later_duplicate_row():
+    links, _ = stored_keys(ARTICLES, DUPLICATES)
+    assert links["https://news.example.com/world/story"] == "A1"
+
+
+def test_stored_keys_skips_empty_urls():
+    links, _ = stored_keys([], DUPLICATES)
+    assert "" not in links and None not in links
+
+
+@pytest.mark.parametrize("articles, duplicates", [([], []), (iter([]), iter([]))])
+def test_stored_keys_of_nothing(articles, duplicates):
+    assert stored_keys(articles, duplicates) == ({}, {})
