@@ -1,6 +1,7 @@
 """Whole-pipeline throughput against a plain trafilatura loop, as a ratio measured in one run.
 
-The 258 real news pages of the fundus corpus (../shared/corpora/fundus, gzipped HTML) become a
+The 258 real news pages of the fundus corpus (gzipped HTML in ../shared/corpora/fundus, relative
+to the repository root) become a
 local news web in a temporary folder: one .html file per page, a few RSS 2.0 feeds whose items
 link to the pages with relative links, and a plain-text feed list naming the feeds. Then, in
 one process and interleaved (baseline, in_process, multi_processing, baseline, ...):
@@ -9,18 +10,19 @@ one process and interleaved (baseline, in_process, multi_processing, baseline, .
   read into memory first (the baseline does no file reading; the pipeline reads every file);
 - in_process: `run_job` with Beam's default in-process runner;
 - multi_processing: `run_job` with `--direct_running_mode=multi_processing --direct_num_workers=2`
-  (and `--default_sdk_harness_log_level=ERROR`, which only quiets the worker processes' logs).
+  (and `--default_sdk_harness_log_level=ERROR`, which only quiets the worker processes' logs;
+  each worker still prints two lines at start-up, before it has read the options).
 
 Each pipeline run writes into a fresh output folder. The table shows the median seconds of
 --repeat runs, docs/s (input pages / seconds), the ratio to the baseline's docs/s, and the
 peak RSS of this process so far (a high-water mark; multi_processing's worker processes are
-not included: getrusage cannot tell them apart from the launching process). The
+not included, as getrusage's figure for children starts from the launcher's RSS at fork). The
 pipeline's manifest counts (articles, duplicates, errors by stage) show every page was handled.
 
     python benchmarks/pipeline_throughput.py [--corpus PATH] [--repeat N] [--json] [--profile]
 
---profile also runs the in-process pipeline once under cProfile and prints the top 15
-entries by cumulative time.
+--profile also runs the in-process pipeline once under cProfile and prints (to stderr) the
+top 15 entries by cumulative time outside Beam's own code.
 """
 
 from __future__ import annotations
@@ -124,7 +126,8 @@ def profile_in_process(feeds_list: Path, out: Path) -> None:
 
     profiler = cProfile.Profile()
     profiler.runcall(run_pipeline, feeds_list, out, [])
-    pstats.Stats(profiler).sort_stats("cumulative").print_stats(15)
+    # Beam's own frames wrap everything; leave them out to see newsbeam's stages and the libraries.
+    pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(r"^(?!.*apache_beam)", 15)
 
 
 def main(argv: list[str] | None = None) -> int:
