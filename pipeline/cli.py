@@ -135,6 +135,8 @@ def main(argv: list[str] | None = None) -> int:
     from newsbeam.pipeline.runner import RunnerError
     from newsbeam.transforms.sources import SourcesError
 
+    if not args.verbose and not any(a.startswith("--default_sdk_harness_log_level") for a in rest):
+        rest.append("--default_sdk_harness_log_level=ERROR")  # quiet multi_processing workers too
     try:
         return _run(args, rest)
     except (UsageError, SourcesError, RunnerError) as exc:
