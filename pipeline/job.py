@@ -32,10 +32,10 @@ def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: boo
     )
     t_index = time.perf_counter()
 
-    reporter = ProgressReporter(len(config.feeds)) if progress and is_local(options) else nullcontext()
-    with reporter:
-        if progress and is_local(options):
-            os.environ[PROGRESS_DIR_ENV] = reporter.folder
+    show_progress = progress and is_local(options)  # remote runners show their own counters
+    with ProgressReporter(len(config.feeds)) if show_progress else nullcontext() as reporter:
+        if reporter:
+            os.environ[PROGRESS_DIR_ENV] = reporter.folder  # inherited by multi_processing workers
         try:
             p = beam.Pipeline(runner=make_runner(options), options=options)
             build_pipeline(p, config, links, hashes)

@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 
-from newsbeam.schemas import PARTITION_COLUMN, SCHEMA_VERSION, TABLES
+from newsbeam.schemas import SCHEMA_VERSION, TABLES
 from newsbeam.transforms.metrics import NAMESPACE
-from newsbeam.transforms.write import file_name, table_dir, write_json
+from newsbeam.transforms.write import run_files_pattern, write_json
 
 _PACKAGES = ("newsbeam", "apache-beam", "feedparser", "trafilatura", "pyarrow", "py3langid")
 
@@ -50,9 +50,9 @@ def written_tables(out: str, run_id: str) -> dict:
     """Files this run wrote, with row counts read back from their footers."""
     tables = {}
     for table in TABLES:
-        pattern = FileSystems.join(table_dir(out, table), f"{PARTITION_COLUMN}=*", file_name(run_id, 0).replace("00000", "*"))
         files, rows = [], 0
-        for match in sorted(FileSystems.match([pattern])[0].metadata_list, key=lambda m: m.path):
+        matches = FileSystems.match([run_files_pattern(out, table, run_id)])[0].metadata_list
+        for match in sorted(matches, key=lambda m: m.path):
             with FileSystems.open(match.path, compression_type="uncompressed") as f:
                 n = pq.ParquetFile(io.BytesIO(f.read())).metadata.num_rows
             files.append({"path": match.path, "rows": n})

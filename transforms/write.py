@@ -67,6 +67,12 @@ def file_name(run_id: str, chunk: int) -> str:
     return f"part-{run_id}-{chunk:05d}.parquet"
 
 
+def run_files_pattern(out: str, table: str, run_id: str, temporary: bool = False) -> str:
+    """Glob of every file (or leftover temporary file) a run wrote into a table."""
+    name = f".part-{run_id}-*.tmp" if temporary else f"part-{run_id}-*.parquet"
+    return FileSystems.join(table_dir(out, table), f"{PARTITION_COLUMN}=*", name)
+
+
 def read_key_columns(out: str, table: str, columns: list[str], exclude_run_id: str) -> list[dict]:
     """Key columns of earlier runs' rows (never the text), for deduplication against them."""
     import pyarrow.dataset as ds
@@ -140,8 +146,8 @@ def _remove_stale(files: list[dict], out: str, run_id: str, tables: list[str]) -
     keep = {f["path"] for f in files}
     stale = []
     for table in tables:
-        for name in (f"part-{run_id}-*.parquet", f".part-{run_id}-*.tmp"):
-            pattern = FileSystems.join(table_dir(out, table), f"{PARTITION_COLUMN}=*", name)
+        for temporary in (False, True):
+            pattern = run_files_pattern(out, table, run_id, temporary)
             for match in FileSystems.match([pattern])[0].metadata_list:
                 if match.path not in keep:
                     stale.append(match.path)
