@@ -1,10 +1,11 @@
 """Whole-pipeline throughput against a plain trafilatura loop, as a ratio measured in one run.
 
 The 258 real news pages of the fundus corpus (gzipped HTML in ../shared/corpora/fundus, relative
-to the repository root) become a
-local news web in a temporary folder: one .html file per page, a few RSS 2.0 feeds whose items
-link to the pages with relative links, and a plain-text feed list naming the feeds. Then, in
-one process and interleaved (baseline, in_process, multi_processing, baseline, ...):
+to the repository root) become a local news web in a temporary folder: one .html file per page,
+a few RSS 2.0 feeds whose items link to the pages with relative links, and a plain-text feed
+list naming the feeds (the pages' original URLs are not used: the pipeline gives trafilatura
+the file:// URL). Then, in one process and interleaved (baseline, in_process, multi_processing,
+baseline, ...):
 
 - baseline: `trafilatura.extract(html, include_comments=False)` over the page bytes, which are
   read into memory first (the baseline does no file reading; the pipeline reads every file);
@@ -14,9 +15,11 @@ one process and interleaved (baseline, in_process, multi_processing, baseline, .
   each worker still prints two lines at start-up, before it has read the options).
 
 Each pipeline run writes into a fresh output folder. The table shows the median seconds of
---repeat runs, docs/s (input pages / seconds), the ratio to the baseline's docs/s, and the
-peak RSS of this process so far (a high-water mark; multi_processing's worker processes are
-not included, as getrusage's figure for children starts from the launcher's RSS at fork). The
+--repeat runs, docs/s (input pages / seconds), the ratio to the baseline's docs/s, the median
+CPU seconds (user + system, worker processes included; less sensitive than wall time to other
+load on a shared machine), and this process's peak RSS after each mode's first run (a high-water
+mark, so it includes the modes run before; multi_processing's workers are not included, as
+getrusage's figure for children starts from the launcher's RSS at fork). The
 pipeline's manifest counts (articles, duplicates, errors by stage) show every page was handled.
 
     python benchmarks/pipeline_throughput.py [--corpus PATH] [--repeat N] [--json] [--profile]
@@ -92,17 +95,34 @@ def build_web(pages: list[tuple[str, bytes]], folder: Path) -> Path:
     return feeds_list
 
 
-def run_baseline(pages: list[tuple[str, bytes]]) -> tuple[float, int]:
-    t0 = time.perf_counter()
-    texts = [trafilatura.extract(html, include_comments=False) for _, html in pages]
-    return time.perf_counter() - t0, sum(1 for t in texts if t)
+def cpu_seconds() -> float:
+    """CPU time of this process and of its finished children (multi_processing's workers)."""
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(u.ru_utime + u.ru_stime for u in usage)
 
 
-def run_pipeline(feeds_list: Path, out: Path, beam_args: list[str]) -> tuple[float, dict]:
+class Clock:
+    """Wall seconds (perf_counter) and CPU seconds of the block."""
+
+    def __enter__(self):
+        self.t0, self.c0 = time.perf_counter(), cpu_seconds()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall, self.cpu = time.perf_counter() - self.t0, cpu_seconds() - self.c0
+
+
+def run_baseline(pages: list[tuple[str, bytes]]) -> tuple[Clock, int]:
+    with Clock() as clock:
+        texts = [trafilatura.extract(html, include_comments=False) for _, html in pages]
+    return clock, sum(1 for t in texts if t)
+
+
+def run_pipeline(feeds_list: Path, out: Path, beam_args: list[str]) -> tuple[Clock, dict]:
     config = RunConfig(feeds=read_sources(str(feeds_list)), feeds_location=str(feeds_list), out=str(out), run_id="bench")
-    t0 = time.perf_counter()
-    manifest = run_job(config, beam_args)
-    return time.perf_counter() - t0, manifest
+    with Clock() as clock:
+        manifest = run_job(config, beam_args)
+    return clock, manifest
 
 
 def outcome(manifest: dict) -> dict:
@@ -137,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
     parser.add_argument("--profile", action="store_true", help="also profile one in-process pipeline run")
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
     corpus = Path(args.corpus)
     if not (corpus / "manifest.jsonl").is_file():
         shown = DEFAULT_CORPUS if args.corpus == str(REPO / DEFAULT_CORPUS) else args.corpus
@@ -146,38 +168,41 @@ def main(argv: list[str] | None = None) -> int:
     pages = load_pages(corpus)
     with tempfile.TemporaryDirectory(prefix="newsbeam-bench-") as tmp:
         feeds_list = build_web(pages, Path(tmp) / "web")
-        seconds: dict[str, list[float]] = {"baseline": [], **{m: [] for m in MODES}}
+        clocks: dict[str, list[Clock]] = {"baseline": [], **{m: [] for m in MODES}}
         rss: dict[str, float] = {}
         results: dict[str, dict] = {}
         for i in range(args.repeat):
-            s, extracted = run_baseline(pages)
-            seconds["baseline"].append(s)
-            rss["baseline"] = max(rss.get("baseline", 0), peak_rss_mib())
+            clock, extracted = run_baseline(pages)
+            clocks["baseline"].append(clock)
+            rss.setdefault("baseline", peak_rss_mib())
             results["baseline"] = {"texts": extracted}
             for mode, beam_args in MODES.items():
-                s, manifest = run_pipeline(feeds_list, Path(tmp) / f"out-{mode}-{i}", beam_args)
-                seconds[mode].append(s)
-                rss[mode] = max(rss.get(mode, 0), peak_rss_mib())
+                clock, manifest = run_pipeline(feeds_list, Path(tmp) / f"out-{mode}-{i}", beam_args)
+                clocks[mode].append(clock)
+                rss.setdefault(mode, peak_rss_mib())  # after the first run: later runs only add drift
                 results[mode] = outcome(manifest)
-            print(f"round {i + 1}/{args.repeat}: " + ", ".join(f"{m} {v[-1]:.1f} s" for m, v in seconds.items()), file=sys.stderr)
+            print(f"round {i + 1}/{args.repeat}: " + ", ".join(f"{m} {c[-1].wall:.1f} s" for m, c in clocks.items()), file=sys.stderr)
         if args.profile:
             profile_in_process(feeds_list, Path(tmp) / "out-profile")
 
     docs = len(pages)
-    base_rate = docs / statistics.median(seconds["baseline"])
+    base_rate = docs / statistics.median(c.wall for c in clocks["baseline"])
     rows = []
-    for mode, runs in seconds.items():
-        median = statistics.median(runs)
-        rows.append({"mode": mode, "docs": docs, "seconds": round(median, 2), "runs": [round(s, 2) for s in runs],
+    for mode, runs in clocks.items():
+        median = statistics.median(c.wall for c in runs)
+        rows.append({"mode": mode, "docs": docs, "seconds": round(median, 2), "runs": [round(c.wall, 2) for c in runs],
                      "docs_per_s": round(docs / median, 2), "ratio": round(docs / median / base_rate, 3),
+                     "cpu_seconds": round(statistics.median(c.cpu for c in runs), 2),
                      "peak_rss_mib": round(rss[mode]), **results[mode]})
     if args.json:
         print(json.dumps({"rows": rows, "repeat": args.repeat}, indent=2))
         return 0
-    print(f"{'mode':<17} {'docs':>5} {'seconds':>8} {'docs/s':>7} {'ratio':>6} {'peak RSS MiB':>13}")
+    print(f"{'mode':<17} {'docs':>5} {'seconds':>8} {'docs/s':>7} {'ratio':>6} {'CPU s':>6} {'peak RSS MiB':>13}")
     for r in rows:
-        print(f"{r['mode']:<17} {r['docs']:>5} {r['seconds']:>8.2f} {r['docs_per_s']:>7.2f} {r['ratio']:>6.3f} {r['peak_rss_mib']:>13}")
-    print("(peak RSS: this process's high-water mark so far; multi_processing's workers not included)")
+        print(f"{r['mode']:<17} {r['docs']:>5} {r['seconds']:>8.2f} {r['docs_per_s']:>7.2f} {r['ratio']:>6.3f} "
+              f"{r['cpu_seconds']:>6.1f} {r['peak_rss_mib']:>13}")
+    print(f"(medians of {args.repeat} runs; CPU s includes worker processes; peak RSS is this process's high-water")
+    print(" mark after the mode's first run, so it includes the modes before it and not multi_processing's workers)")
     print(f"baseline: {results['baseline']['texts']}/{docs} pages gave text")
     for mode in MODES:
         r = results[mode]
