@@ -3,13 +3,14 @@
 Each table is Hive-partitioned by ``date=YYYY-MM-DD`` (UTC); the partition column lives
 in the directory name only, never inside the files, so readers can merge the two.
 Bump SCHEMA_VERSION whenever a column is added, removed or changes meaning.
+Version 2 added published_at_source, updated_at, updated_at_source, wire and paywalled.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 PARTITION_COLUMN = "date"
 
 _UTC = pa.timestamp("us", tz="UTC")
@@ -26,12 +27,17 @@ ARTICLES = pa.schema(
         pa.field("summary", pa.string()),
         pa.field("authors", pa.list_(pa.string())),
         pa.field("published_at", _UTC),
+        pa.field("published_at_source", pa.string()),  # jsonld, meta, time, feed or url
+        pa.field("updated_at", _UTC),
+        pa.field("updated_at_source", pa.string()),
         pa.field("fetched_at", _UTC, nullable=False),
         pa.field("language", pa.string()),
         pa.field("word_count", pa.int32(), nullable=False),
         pa.field("content_hash", pa.string(), nullable=False),
         pa.field("story_id", pa.string(), nullable=False),
         pa.field("extraction_method", pa.string(), nullable=False),
+        pa.field("wire", pa.string()),  # the agency a wire credit names: AP, AFP, Reuters, …
+        pa.field("paywalled", pa.bool_(), nullable=False),
         pa.field("run_id", pa.string(), nullable=False),
         pa.field("schema_version", pa.int16(), nullable=False),
     ],

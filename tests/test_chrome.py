@@ -72,7 +72,8 @@ BANGKOK = (
 
 
 def strip(lines, titles=()):
-    return strip_chrome("\n".join(lines), titles)
+    stripped = strip_chrome("\n".join(lines), titles)
+    return stripped.text, stripped.removed
 
 
 def test_aggregator_header_and_paywall_tail_are_removed():
@@ -93,7 +94,7 @@ def test_each_promo_line_is_chrome_on_its_own(line):
 
 
 def test_paywall_tail_after_blank_lines_is_removed():
-    text, _ = strip_chrome("\n\n".join(INKL_BODY) + "\n\n" + "\n".join(INKL_PAYWALL) + "\n")
+    text = strip_chrome("\n\n".join(INKL_BODY) + "\n\n" + "\n".join(INKL_PAYWALL) + "\n").text
     assert text.split("\n") == INKL_BODY
 
 
@@ -202,4 +203,4 @@ def test_all_chrome_gives_empty_text():
 
 @pytest.mark.parametrize("text", ["", None, "\n \n"])
 def test_empty_input(text):
-    assert strip_chrome(text) == ("", [])
+    assert strip_chrome(text)[:2] == ("", [])

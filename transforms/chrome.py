@@ -1,14 +1,16 @@
 """StripChrome stage: remove what extraction leaves around the article body.
 
-First rules, from the chrome the seed documents show: paywall and promo prompts, wire
-desk slugs (``burs-sjc/bjt``), wire credits (``(Bloomberg) --``), copyright footers and
-the headline repeated as the first line. Keyword rules only ever match a whole short
-line, so a real paragraph that mentions "subscribe" is never touched.
+Rules for the chrome the seed documents show: paywall and promo prompts, wire desk slugs
+(``burs-sjc/bjt``), wire credits (``(Bloomberg) --``, ``BANGKOK (AP) —``), copyright footers
+and the headline repeated as the first line. Keyword rules only ever match a whole short
+line, so a real paragraph that mentions "subscribe" is never touched. The wire agency a
+credit names is kept in `wire`; a body cut off by a paywall prompt is flagged `paywalled`.
 """
 
 from __future__ import annotations
 
 import re
+from typing import NamedTuple
 
 import apache_beam as beam
 
@@ -55,6 +57,64 @@ _COPYRIGHT = re.compile(
 )
 _WIRE_CREDIT = re.compile(r"^\(([A-Z][\w&.' -]{1,40})\)\s*(?:--|—|–|-)\s*")
 
+# Wire agencies by the names their credits use; the key is what the `wire` column says.
+AGENCIES = {
+    "AP": r"AP|Associated Press|The Associated Press",
+    "AFP": r"AFP|Agence France[- ]Presse",
+    "Reuters": r"Reuters|Thomson Reuters",
+    "Bloomberg": r"Bloomberg|Bloomberg News|Bloomberg L\.P\.",
+    "dpa": r"dpa|Deutsche Presse[- ]Agentur",
+    "PA": r"PA|PA Media|Press Association",
+    "ANSA": r"ANSA",
+    "EFE": r"EFE|Agencia EFE",
+    "Europa Press": r"Europa Press",
+    "Kyodo": r"Kyodo|Kyodo News",
+    "Xinhua": r"Xinhua",
+    "Yonhap": r"Yonhap",
+    "UPI": r"UPI|United Press International",
+    "APA": r"APA",
+    "Belga": r"Belga",
+    "ANP": r"ANP",
+    "AAP": r"AAP|Australian Associated Press",
+    "CP": r"CP|The Canadian Press",
+    "Keystone-SDA": r"Keystone-SDA|SDA|sda",
+    "KNA": r"KNA",
+    "epd": r"epd",
+    "Anadolu": r"Anadolu|Anadolu Agency|AA",
+    "TASS": r"TASS",
+    "Interfax": r"Interfax",
+    "PTI": r"PTI|Press Trust of India",
+    "IANS": r"IANS",
+    "Lusa": r"Lusa",
+    "NTB": r"NTB",
+    "TT": r"TT",
+    "Ritzau": r"Ritzau",
+}
+_AGENCY_NAMES = "|".join(f"(?:{names})" for names in AGENCIES.values())
+_AGENCY_OF = [(wire, re.compile(rf"^(?:{names})$", re.IGNORECASE if len(wire) > 3 else 0)) for wire, names in AGENCIES.items()]
+# "BANGKOK (AP) — text": the agency goes, the dateline stays.
+_DATELINE_CREDIT = re.compile(rf"^([A-ZÀ-Þ][A-ZÀ-Þ.'’ -]{{1,40}}(?:,\s*[A-Z][\w.'’ -]{{1,30}})?)\s*\(({_AGENCY_NAMES})\)\s*(--|—|–|-|:)\s*")
+_AGENCY_LINE = re.compile(
+    rf"^(?:via\s+)?(?:the\s+)?({_AGENCY_NAMES})(?:\s+news)?\s*(?:wire|news ?wire|contributed to this (?:report|story)\.?)?$|"
+    rf"^(?:by\s+)?(?:the\s+)?({_AGENCY_NAMES})$|"
+    rf"^\((?:reporting|writing|additional reporting|editing) by [^)]{{2,200}}\)$",
+    re.IGNORECASE,
+)
+_COPYRIGHT_AGENCY = re.compile(rf"(?:©|\(c\)|copyright)\s*\d{{0,4}}\s*(?:the\s+)?({_AGENCY_NAMES})\b", re.IGNORECASE)
+
+
+def agency(name: str | None) -> str | None:
+    """The canonical wire name for an agency's name or abbreviation, or None."""
+    name = (name or "").strip()
+    return next((wire for wire, pattern in _AGENCY_OF if pattern.match(name)), None)
+
+
+class Stripped(NamedTuple):
+    text: str
+    removed: list
+    wire: str | None
+    paywalled: bool
+
 
 def _short(line: str) -> bool:
     return len(line.split()) <= SHORT_LINE_WORDS
@@ -74,30 +134,63 @@ def _same_words(a: str, b: str) -> bool:
     return bool(a) and words(a) == words(b)
 
 
-def strip_chrome(text: str, titles=()) -> tuple[str, list[str]]:
-    """The body without chrome lines, and the lines removed (for tests and `newsbeam extract`).
+def strip_chrome(text: str, titles=(), authors=()) -> Stripped:
+    """The body without chrome lines, the lines removed, the wire agency credited, and the paywall flag.
 
     `titles` are the headlines the feed and the page give; one repeated as the first line goes.
+    `authors` may name an agency ("Associated Press"), which sets `wire` too.
     """
     lines = [line.strip() for line in (text or "").split("\n")]
     lines = [line for line in lines if line]
     removed: list[str] = []
+    wires: list[str] = [w for w in map(agency, authors or ()) if w]
+    paywalled = False
     for i, line in enumerate(lines):
         if _PAYWALL.match(line) and all(_short(rest) for rest in lines[i:]):
             removed.extend(lines[i:])
             lines = lines[:i]
+            paywalled = True
             break
     kept = []
     for line in lines:
-        (removed if _is_chrome(line) else kept).append(line)
+        credit = _AGENCY_LINE.match(line) if _short(line) or line.startswith("(") else None
+        if credit:
+            name = credit.group(1) or credit.group(2)
+            # A credit line in any case ("Via AP news wire"); "(Reporting by …)" is Reuters' form.
+            wires.append(agency(name) or agency(name.upper()) or agency(name.lower()) if name else "Reuters")
+            removed.append(line)
+        elif _is_chrome(line):
+            removed.append(line)
+            slug = _WIRE_SLUG.match(line)
+            copyright_ = _COPYRIGHT_AGENCY.search(line)
+            if slug and "/" in line:
+                wires.append("AFP")  # desk slugs like burs-sjc/bjt sign AFP copy
+            elif copyright_:
+                wires.append(agency(copyright_.group(1)))
+        else:
+            kept.append(line)
     if kept and any(_same_words(kept[0], t) for t in titles if t):
         removed.append(kept.pop(0))
     if kept:
+        dateline = _DATELINE_CREDIT.match(kept[0])
         credit = _WIRE_CREDIT.match(kept[0])
-        if credit and len(kept[0]) > credit.end():
+        if dateline:
+            wires.append(agency(dateline.group(2)))
+            removed.append(f"({dateline.group(2)})")
+            kept[0] = f"{dateline.group(1).rstrip()} {dateline.group(3)} {kept[0][dateline.end():]}"
+        elif credit and len(kept[0]) > credit.end():
+            wires.append(agency(credit.group(1)))
             removed.append(credit.group(0).strip())
             kept[0] = kept[0][credit.end():]
-    return "\n".join(kept), removed
+    wire = next((w for w in wires if w), None)
+    return Stripped("\n".join(kept), removed, wire, paywalled)
+
+
+def with_stripped(doc: dict, stripped: Stripped) -> dict:
+    """The document with its stripped text, wire and paywall flag (a paywall the page declares counts too)."""
+    authors = [a for a in doc.get("authors") or [] if not agency(a)]
+    paywalled = stripped.paywalled or doc.get("accessible_for_free") is False
+    return {**doc, "text": stripped.text, "wire": stripped.wire, "paywalled": paywalled, "authors": authors}
 
 
 class StripChrome(beam.PTransform):
@@ -109,11 +202,11 @@ class StripChrome(beam.PTransform):
 
 class _StripFn(beam.DoFn):
     def process(self, doc):
-        text, removed = strip_chrome(doc["text"], (doc.get("title"), doc.get("page_title")))
-        if removed:
-            count("chrome_lines_removed", len(removed))
-        if text:
-            yield {**doc, "text": text}
+        stripped = strip_chrome(doc["text"], (doc.get("title"), *doc.get("page_titles", ())), doc.get("authors"))
+        if stripped.removed:
+            count("chrome_lines_removed", len(stripped.removed))
+        if stripped.text:
+            yield with_stripped(doc, stripped)
             return
         count("chrome_only_pages")
         yield from fail_entries(doc["entries"], "strip_chrome", "only_chrome", "nothing but chrome lines left")

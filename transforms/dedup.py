@@ -56,12 +56,17 @@ def article_row(doc: dict) -> dict:
         "summary": doc["summary"],
         "authors": doc["authors"],
         "published_at": doc["published_at"],
+        "published_at_source": doc.get("published_at_source"),
+        "updated_at": doc.get("updated_at"),
+        "updated_at_source": doc.get("updated_at_source"),
         "fetched_at": doc["fetched_at"],
         "language": doc["language"],
         "word_count": doc["word_count"],
         "content_hash": doc["content_hash"],
         "story_id": doc["article_id"],
         "extraction_method": doc["extraction_method"],
+        "wire": doc.get("wire"),
+        "paywalled": bool(doc.get("paywalled")),
     }
 
 

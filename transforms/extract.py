@@ -14,14 +14,14 @@ from urllib.parse import urljoin, urlsplit
 import apache_beam as beam
 import lxml.html
 import trafilatura
+from trafilatura.utils import load_html
 
 from newsbeam.transforms.errors import ERRORS, fail_entries, internal_error
+from newsbeam.transforms.metadata import clean_authors, page_metadata
 from newsbeam.transforms.metrics import count
 
 # Below this many words trafilatura has found a caption or a teaser, not a body.
 MIN_BODY_WORDS = 25
-# No extensive search: it guesses dates from any number in the page, and a wrong date is worse than none.
-_DATE_PARAMS = {"outputformat": "%Y-%m-%dT%H:%M:%S%z", "extensive_search": False, "original_date": True}
 _BLOCK_TAGS = re.compile(r"</?(p|div|br|li|h[1-6]|blockquote|tr|section|article)\b[^>]*>", re.IGNORECASE)
 _WORDS = re.compile(r"\w+")
 
@@ -49,11 +49,12 @@ def html_to_text(fragment: str | None) -> str:
 def extract_document(page_html: bytes | str, url: str, entry: dict | None = None) -> dict:
     """Body and metadata of one page; the feed entry supplies what the page lacks."""
     entry = entry or {}
+    tree = load_html(page_html) if page_html and page_html.strip() else None
+    meta = page_metadata(tree, url) if tree is not None else {}
     doc = None
-    if page_html and (page_html.strip() if isinstance(page_html, str) else page_html.strip()):
-        doc = trafilatura.bare_extraction(
-            page_html, url=url, with_metadata=True, include_comments=False, date_extraction_params=_DATE_PARAMS
-        )
+    if tree is not None:
+        # The tree is parsed once: trafilatura copies it before cleaning, our metadata reads the original.
+        doc = trafilatura.bare_extraction(tree, url=url, include_comments=False, with_metadata=False)
     text = (doc.text if doc else "") or ""
     method = "trafilatura"
     if len(_WORDS.findall(text)) < MIN_BODY_WORDS:
@@ -66,17 +67,26 @@ def extract_document(page_html: bytes | str, url: str, entry: dict | None = None
             method = "trafilatura"
     if not text.strip():
         raise ExtractionError("empty_text", "no article text in the page or the feed entry")
-    meta_authors = [a.strip() for a in re.split(r";", doc.author or "") if a.strip()] if doc else []
+    published, published_source = meta.get("published_at"), meta.get("published_at_source")
+    if published is None and entry.get("published_at"):
+        published, published_source = entry["published_at"], "feed"
+    if published is None and meta.get("url_date"):
+        published, published_source = meta["url_date"], "url"
+    site_names = (meta.get("site_name"), entry.get("source"))
     return {
         "url": url,
-        "canonical_url": _trusted_canonical(doc.url if doc else None, url),
-        "title": entry.get("title") or (doc.title if doc else None),
-        "page_title": doc.title if doc else None,
+        "canonical_url": _trusted_canonical(meta.get("canonical_url"), url),
+        "title": entry.get("title") or meta.get("title"),
+        "page_titles": [meta.get("title"), meta.get("headline")],
         "text": text,
-        "summary": html_to_text(entry.get("summary")) or (doc.description if doc else None),
-        "authors": entry.get("authors") or meta_authors,
-        "published_at": entry.get("published_at") or (doc.date if doc else None),
-        "language_hints": [doc.language if doc else None, _html_lang(page_html), entry.get("language")],
+        "summary": html_to_text(entry.get("summary")) or meta.get("description"),
+        "authors": clean_authors(entry.get("authors") or meta.get("authors"), site_names),
+        "published_at": published,
+        "published_at_source": published_source,
+        "updated_at": meta.get("updated_at"),
+        "updated_at_source": meta.get("updated_at_source"),
+        "language_hints": [meta.get("language"), entry.get("language")],
+        "accessible_for_free": meta.get("accessible_for_free"),
         "extraction_method": method,
     }
 
@@ -92,15 +102,6 @@ def _trusted_canonical(candidate: str | None, url: str) -> str:
     if parts.path in ("", "/") and urlsplit(url).path not in ("", "/"):
         return url
     return absolute
-
-
-_LANG_ATTR = re.compile(rb"<html[^>]*?\blang\s*=\s*[\"']?([A-Za-z]{2,3}(?:[-_][A-Za-z0-9]+)?)", re.IGNORECASE)
-
-
-def _html_lang(page_html) -> str | None:
-    head = page_html[:4096] if isinstance(page_html, bytes) else (page_html or "")[:4096].encode("utf-8", "ignore")
-    match = _LANG_ATTR.search(head)
-    return match.group(1).decode("ascii") if match else None
 
 
 class Extract(beam.PTransform):

@@ -143,6 +143,7 @@ def normalise_article(doc: dict) -> dict:
         "canonical_url": canonical,
         "article_id": article_id(canonical),
         "published_at": published,
+        "updated_at": to_utc(doc.get("updated_at")),
         "fetched_at": fetched,
         "language": detect_language(text, doc.get("language_hints") or ()),
         "word_count": word_count(text),
