@@ -67,7 +67,26 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-bytes", type=_positive(int), default=10 * 1024 * 1024, metavar="N", help="largest body fetched, in bytes (default 10 MiB)")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress lines, only the summary")
     run.add_argument("--verbose", "-v", action="store_true", help="log Beam's and the libraries' INFO messages")
+    extract = sub.add_parser(
+        "extract",
+        help="show what the pipeline extracts from HTML files, as JSON lines",
+        description="For each HTML file (plain or .gz), print one JSON line with what the pipeline's Extract, "
+        "StripChrome and Normalise stages make of it: url, title, text, authors, dates and their sources, "
+        "language, wire, paywalled, extraction_method.",
+    )
+    extract.add_argument("paths", nargs="+", metavar="PATH", help="HTML files, plain or gzipped")
+    extract.add_argument("--url", help="the URL the page was fetched from (one PATH only); default: its file:// URL")
     return parser
+
+
+def _extract(args) -> int:
+    from newsbeam.pipeline.config import UsageError
+    from newsbeam.pipeline.extract_cmd import extract_paths
+
+    if args.url and len(args.paths) > 1:
+        raise UsageError("--url names the URL of one page; give one PATH with it")
+    failures = extract_paths(args.paths, args.url)
+    return 1 if failures == len(args.paths) else 0
 
 
 def check_beam_args(beam_args: list[str]):
@@ -126,19 +145,22 @@ def _run(args, beam_args) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args, rest = parser.parse_known_args(argv)
+    verbose = getattr(args, "verbose", False)
     unknown = [a for a in rest if a.startswith("-") and not a.startswith("--")]
     if unknown or (rest and not rest[0].startswith("--")):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     # Before Beam is imported: it logs warnings about optional cloud clients at import time.
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     from newsbeam.pipeline.config import UsageError
     from newsbeam.pipeline.runner import RunnerError
     from newsbeam.transforms.sources import SourcesError
 
-    if not args.verbose and not any(a.startswith("--default_sdk_harness_log_level") for a in rest):
+    if args.command == "run" and not verbose and not any(a.startswith("--default_sdk_harness_log_level") for a in rest):
         rest.append("--default_sdk_harness_log_level=ERROR")  # quiet multi_processing workers too
+    if args.command == "extract" and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
-        return _run(args, rest)
+        return _extract(args) if args.command == "extract" else _run(args, rest)
     except (UsageError, SourcesError, RunnerError) as exc:
         print(f"newsbeam: error: {exc}", file=sys.stderr)
         return 2
@@ -146,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         print("newsbeam: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:
-        if args.verbose:
+        if verbose:
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         print(f"newsbeam: error: the pipeline failed: {type(exc).__name__}: {first} (rerun with --verbose for details)", file=sys.stderr)

@@ -103,10 +103,14 @@ _AGENCY_LINE = re.compile(
 _COPYRIGHT_AGENCY = re.compile(rf"(?:©|\(c\)|copyright)\s*\d{{0,4}}\s*(?:the\s+)?({_AGENCY_NAMES})\b", re.IGNORECASE)
 
 
+_AGENCY_WORDS = re.compile(r"\b(wire|news agency|press agency|presse-agentur|nachrichtenagentur|agence|agencia|agenzia)\b", re.IGNORECASE)
+
+
 def agency(name: str | None) -> str | None:
-    """The canonical wire name for an agency's name or abbreviation, or None."""
+    """The wire agency a name stands for: the canonical name of a known one, the name itself of another."""
     name = (name or "").strip()
-    return next((wire for wire, pattern in _AGENCY_OF if pattern.match(name)), None)
+    known = next((wire for wire, pattern in _AGENCY_OF if pattern.match(name)), None)
+    return known or (name if _AGENCY_WORDS.search(name) and len(name) <= 40 else None)
 
 
 class Stripped(NamedTuple):
@@ -179,7 +183,7 @@ def strip_chrome(text: str, titles=(), authors=()) -> Stripped:
             removed.append(f"({dateline.group(2)})")
             kept[0] = f"{dateline.group(1).rstrip()} {dateline.group(3)} {kept[0][dateline.end():]}"
         elif credit and len(kept[0]) > credit.end():
-            wires.append(agency(credit.group(1)))
+            wires.append(agency(credit.group(1)) or credit.group(1))  # "(Name) --" opens wire copy
             removed.append(credit.group(0).strip())
             kept[0] = kept[0][credit.end():]
     wire = next((w for w in wires if w), None)
