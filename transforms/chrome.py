@@ -18,6 +18,8 @@ from newsbeam.transforms.errors import ERRORS, fail_entries
 from newsbeam.transforms.metrics import count
 
 SHORT_LINE_WORDS = 14
+HEADLINE_SEARCH_LINES = 6  # how far down the body a repeated headline is looked for
+LABEL_WORDS = 5  # lines above it this short are labels: site name, section, kicker
 
 _PROMPTS = [
     r"get all your news in one place\.?",
@@ -173,8 +175,13 @@ def strip_chrome(text: str, titles=(), authors=()) -> Stripped:
                 wires.append(agency(copyright_.group(1)))
         else:
             kept.append(line)
-    if kept and any(_same_words(kept[0], t) for t in titles if t):
-        removed.append(kept.pop(0))
+    # The headline repeated near the top, with the kicker and section labels above it.
+    for i, line in enumerate(kept[:HEADLINE_SEARCH_LINES]):
+        if any(_same_words(line, t) for t in titles if t):
+            if all(len(above.split()) <= LABEL_WORDS for above in kept[:i]):
+                removed.extend(kept[: i + 1])
+                kept = kept[i + 1 :]
+            break
     if kept:
         dateline = _DATELINE_CREDIT.match(kept[0])
         credit = _WIRE_CREDIT.match(kept[0])
