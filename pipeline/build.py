@@ -4,27 +4,28 @@ from __future__ import annotations
 
 import apache_beam as beam
 
-from newsbeam.pipeline.config import RunConfig
-from newsbeam.transforms.chrome import StripChrome
+from newsbeam.pipeline.config import RunConfig, StoredState
+from newsbeam.transforms.chrome import LEARNED, StripChrome
 from newsbeam.transforms.dedup import Dedup
 from newsbeam.transforms.extract import Extract
 from newsbeam.transforms.feeds import FetchFeeds
 from newsbeam.transforms.normalise import Normalise
 from newsbeam.transforms.pages import FetchPages
 from newsbeam.transforms.sources import ReadSources
-from newsbeam.transforms.write import WriteTables
+from newsbeam.transforms.write import WriteState, WriteTables
 
 
-def build_pipeline(p: beam.Pipeline, config: RunConfig, stored_links: dict, stored_hashes: dict):
-    """Feeds -> entries -> pages -> articles, duplicates and errors as Parquet; returns the written files."""
-    links = beam.pvalue.AsDict(p | "StoredLinks" >> beam.Create(sorted(stored_links.items())))
-    hashes = beam.pvalue.AsDict(p | "StoredHashes" >> beam.Create(sorted(stored_hashes.items())))
+def build_pipeline(p: beam.Pipeline, config: RunConfig, stored: StoredState):
+    """Feeds -> entries -> pages -> articles, duplicates and errors as Parquet, and state for the next run."""
+    links = beam.pvalue.AsDict(p | "StoredLinks" >> beam.Create(sorted(stored.links.items())))
+    hashes = beam.pvalue.AsDict(p | "StoredHashes" >> beam.Create(sorted(stored.hashes.items())))
+    chrome = beam.pvalue.AsDict(p | "StoredChrome" >> beam.Create(sorted(stored.chrome.items())))
 
     feeds = p | "ReadSources" >> ReadSources(config.feeds)
     entries = feeds.feeds | "FetchFeeds" >> FetchFeeds(config.fetch)
     pages = entries.entries | "FetchPages" >> FetchPages(config.fetch, links)
     extracted = pages.pages | "Extract" >> Extract()
-    stripped = extracted.documents | "StripChrome" >> StripChrome()
+    stripped = extracted.documents | "StripChrome" >> StripChrome(chrome)
     normalised = stripped.documents | "Normalise" >> Normalise()
     deduped = normalised.documents | "Dedup" >> Dedup(links, hashes)
 
@@ -34,4 +35,5 @@ def build_pipeline(p: beam.Pipeline, config: RunConfig, stored_links: dict, stor
         "duplicates": deduped["duplicates"],
         "errors": errors | "AllErrors" >> beam.Flatten(),
     }
+    stripped[LEARNED] | "KeepChromeState" >> WriteState(config.out, config.run_id, "chrome")
     return tables | "Write" >> WriteTables(config.out, config.run_id)

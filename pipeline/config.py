@@ -31,6 +31,15 @@ class RunConfig:
     sample: bool = False
 
 
+@dataclass(frozen=True)
+class StoredState:
+    """What earlier runs in the same --out left for this one: link and text keys, learned chrome."""
+
+    links: dict = field(default_factory=dict)
+    hashes: dict = field(default_factory=dict)
+    chrome: dict = field(default_factory=dict)
+
+
 def sample_feeds_location() -> str:
     """The bundled offline news web's feed list."""
     return str(resources.files("newsbeam.pipeline") / "sample" / "feeds.opml")

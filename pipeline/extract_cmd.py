@@ -1,4 +1,8 @@
-"""`newsbeam extract`: what the pipeline's Extract, StripChrome and Normalise stages make of a page."""
+"""`newsbeam extract`: what the pipeline's Extract, StripChrome and Normalise stages make of pages.
+
+Pages in the same folder count as one source, so chrome they repeat is learned from each
+other exactly as the pipeline learns it from one feed source's pages.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from newsbeam.transforms.chrome import strip_chrome, with_stripped
+from newsbeam.transforms.chrome import learn_source_chrome, strip_document
 from newsbeam.transforms.extract import ExtractionError, extract_document
 from newsbeam.transforms.normalise import normalise_article
 
@@ -16,12 +20,21 @@ FIELDS = ("path", "url", "title", "text", "authors", "published_at", "published_
           "updated_at_source", "language", "wire", "paywalled", "extraction_method")
 
 
-def clean_page(html: bytes, url: str, entry: dict | None = None) -> dict:
-    """The three stages' pure cores, in pipeline order, on one page."""
-    doc = extract_document(html, url, entry)
-    stripped = strip_chrome(doc["text"], (doc.get("title"), *doc.get("page_titles", ())), doc.get("authors"))
-    doc = with_stripped(doc, stripped)
-    return normalise_article({**doc, "fetched_at": datetime.now(timezone.utc)})
+def clean_pages(pages: list[tuple[bytes, str]]) -> list[dict | ExtractionError]:
+    """The three stages' pure cores, in pipeline order, on pages of one source: (html, url) each."""
+    docs: list[dict | ExtractionError] = []
+    for html, url in pages:
+        try:
+            docs.append(extract_document(html, url))
+        except ExtractionError as exc:
+            docs.append(exc)
+    learned = learn_source_chrome(d["text"] for d in docs if isinstance(d, dict))
+    boilerplate = learned.boilerplate()
+    fetched_at = datetime.now(timezone.utc)
+    return [
+        normalise_article({**strip_document(d, boilerplate)[0], "fetched_at": fetched_at}) if isinstance(d, dict) else d
+        for d in docs
+    ]
 
 
 def read_page(path: Path) -> bytes:
@@ -30,21 +43,28 @@ def read_page(path: Path) -> bytes:
 
 
 def extract_paths(paths: list[str], url: str | None, out=sys.stdout) -> int:
-    """One JSON line per page; a page that cannot be read or gives no text is a line with an `error`."""
-    failures = 0
-    for name in paths:
+    """One JSON line per page, in the order given; a page that cannot be read or gives no text has an `error`."""
+    records: list[dict] = []
+    by_source: dict[str, list[int]] = {}
+    pages: dict[int, tuple[bytes, str]] = {}
+    for i, name in enumerate(paths):
         path = Path(name)
         record = {"path": str(path), "url": url or path.resolve().as_uri()}
+        records.append(record)
         try:
-            doc = clean_page(read_page(path), record["url"])
-            record.update({k: doc.get(k) for k in FIELDS if k not in record})
+            pages[i] = (read_page(path), record["url"])
+            by_source.setdefault(str(path.resolve().parent), []).append(i)
         except (OSError, gzip.BadGzipFile, EOFError) as exc:
             record["error"] = f"cannot read: {getattr(exc, 'strerror', None) or exc}"
-        except ExtractionError as exc:
-            record["error"] = exc.message
-        failures += "error" in record
+    for indexes in by_source.values():
+        for i, doc in zip(indexes, clean_pages([pages[i] for i in indexes])):
+            if isinstance(doc, ExtractionError):
+                records[i]["error"] = doc.message
+            else:
+                records[i].update({k: doc.get(k) for k in FIELDS if k not in records[i]})
+    for record in records:
         out.write(json.dumps(record, ensure_ascii=False, default=_iso) + "\n")
-    return failures
+    return sum("error" in r for r in records)
 
 
 def _iso(value):

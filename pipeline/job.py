@@ -12,13 +12,23 @@ import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from newsbeam.pipeline.build import build_pipeline
-from newsbeam.pipeline.config import RunConfig
+from newsbeam.pipeline.config import RunConfig, StoredState
 from newsbeam.pipeline.manifest import beam_metrics, link_accounting, summary_line, write_manifest, written_tables
 from newsbeam.pipeline.progress import ProgressReporter
 from newsbeam.pipeline.runner import is_local, make_runner
 from newsbeam.transforms.dedup import stored_keys
 from newsbeam.transforms.metrics import PROGRESS_DIR_ENV
-from newsbeam.transforms.write import read_key_columns
+from newsbeam.transforms.chrome import chrome_from_rows
+from newsbeam.transforms.write import read_key_columns, read_state
+
+
+def load_stored_state(out: str, run_id: str) -> StoredState:
+    """Keys of earlier runs' rows (never their text) and the chrome they learned; this run id's own excluded."""
+    links, hashes = stored_keys(
+        read_key_columns(out, "articles", ["article_id", "url", "canonical_url", "content_hash"], run_id),
+        read_key_columns(out, "duplicates", ["url", "canonical_url", "duplicate_of"], run_id),
+    )
+    return StoredState(links=links, hashes=hashes, chrome=chrome_from_rows(read_state(out, "chrome", run_id)))
 
 
 def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: bool = False) -> dict:
@@ -26,10 +36,7 @@ def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: boo
     options = PipelineOptions(beam_args or [])
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    links, hashes = stored_keys(
-        read_key_columns(config.out, "articles", ["article_id", "url", "canonical_url", "content_hash"], config.run_id),
-        read_key_columns(config.out, "duplicates", ["url", "canonical_url", "duplicate_of"], config.run_id),
-    )
+    stored = load_stored_state(config.out, config.run_id)
     t_index = time.perf_counter()
 
     show_progress = progress and is_local(options)  # remote runners show their own counters
@@ -38,7 +45,7 @@ def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: boo
             os.environ[PROGRESS_DIR_ENV] = reporter.folder  # inherited by multi_processing workers
         try:
             p = beam.Pipeline(runner=make_runner(options), options=options)
-            build_pipeline(p, config, links, hashes)
+            build_pipeline(p, config, stored)
             result = p.run()
             result.wait_until_finish()
         finally:
@@ -59,7 +66,7 @@ def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: boo
             "beam": options.get_all_options(drop_default=True, retain_unknown_options=True),
         },
         "feeds": len(config.feeds),
-        "stored_before": {"links": len(links), "texts": len(hashes)},
+        "stored_before": {"links": len(stored.links), "texts": len(stored.hashes), "chrome_sources": len(stored.chrome)},
         "counts": counts,
         "links": link_accounting(counts, tables),
         "tables": tables,

@@ -2,20 +2,24 @@
 
 from newsbeam.schemas.tables import (
     ARTICLES,
+    CHROME_STATE,
     DUPLICATES,
     ERRORS,
     PARTITION_COLUMN,
     SCHEMA_VERSION,
+    STATE,
     TABLES,
     error_row,
 )
 
 __all__ = [
     "ARTICLES",
+    "CHROME_STATE",
     "DUPLICATES",
     "ERRORS",
     "PARTITION_COLUMN",
     "SCHEMA_VERSION",
+    "STATE",
     "TABLES",
     "error_row",
 ]

@@ -76,6 +76,21 @@ ERRORS = pa.schema(
 
 TABLES: dict[str, pa.Schema] = {"articles": ARTICLES, "duplicates": DUPLICATES, "errors": ERRORS}
 
+# State kept beside the dataset (DIR/_state/NAME/part-RUN_ID-00000.parquet), for later runs.
+# chrome: per source, how many pages of a run repeated each short line (line_key null: the
+# number of pages of that source in the run). StripChrome learns boilerplate from it.
+CHROME_STATE = pa.schema(
+    [
+        pa.field("source", pa.string(), nullable=False),
+        pa.field("line_key", pa.string()),
+        pa.field("docs", pa.int32(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("schema_version", pa.int16(), nullable=False),
+    ],
+    metadata={"newsbeam.table": "_state/chrome", "newsbeam.schema_version": str(SCHEMA_VERSION)},
+)
+STATE: dict[str, pa.Schema] = {"chrome": CHROME_STATE}
+
 
 def error_row(
     *,

@@ -9,7 +9,10 @@ credit names is kept in `wire`; a body cut off by a paywall prompt is flagged `p
 
 from __future__ import annotations
 
+import hashlib
 import re
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import apache_beam as beam
@@ -140,15 +143,64 @@ def _same_words(a: str, b: str) -> bool:
     return bool(a) and words(a) == words(b)
 
 
-def strip_chrome(text: str, titles=(), authors=()) -> Stripped:
+# Learned chrome: a short line that recurs in at least this many distinct documents of one
+# source, and in at least this share of them, is that source's boilerplate.
+MIN_REPEAT_DOCS = 3
+MIN_REPEAT_SHARE = 0.2
+# Chrome lines are short; a long sentence that recurs is more likely a template of real news
+# (a market report, a weather line) than a prompt, so it is never learned.
+MAX_LEARNED_WORDS = 25
+
+
+def line_key(line: str) -> str:
+    """A line's identity for learning: its words, case-folded. Digits stay: "5 killed" is not "50 killed"."""
+    words = " ".join(re.findall(r"\w+", line.casefold()))
+    return hashlib.blake2b(words.encode("utf-8"), digest_size=8).hexdigest()
+
+
+@dataclass
+class SourceChrome:
+    """What one source's pages repeat: line key -> number of distinct documents it was seen in."""
+
+    docs: int = 0
+    lines: Counter = field(default_factory=Counter)
+
+    def add(self, text: str) -> None:
+        self.docs += 1
+        self.lines.update({line_key(l) for l in text.split("\n") if l.strip() and len(l.split()) <= MAX_LEARNED_WORDS})
+
+    def merged(self, other: "SourceChrome") -> "SourceChrome":
+        return SourceChrome(self.docs + other.docs, self.lines + other.lines)
+
+    def boilerplate(self) -> frozenset:
+        floor = max(MIN_REPEAT_DOCS, MIN_REPEAT_SHARE * self.docs)
+        return frozenset(key for key, n in self.lines.items() if n >= floor)
+
+
+def learn_source_chrome(texts) -> SourceChrome:
+    """Line repetition over one source's documents; identical texts (copies) count once."""
+    learned, seen = SourceChrome(), set()
+    for text in texts:
+        digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
+        if digest not in seen:
+            seen.add(digest)
+            learned.add(text)
+    return learned
+
+
+def strip_chrome(text: str, titles=(), authors=(), boilerplate: frozenset = frozenset()) -> Stripped:
     """The body without chrome lines, the lines removed, the wire agency credited, and the paywall flag.
 
     `titles` are the headlines the feed and the page give; one repeated as the first line goes.
-    `authors` may name an agency ("Associated Press"), which sets `wire` too.
+    `authors` may name an agency ("Associated Press"), which sets `wire` too. Lines whose
+    `line_key` is in `boilerplate` (learned from the source's other pages) go first.
     """
     lines = [line.strip() for line in (text or "").split("\n")]
     lines = [line for line in lines if line]
     removed: list[str] = []
+    if boilerplate:
+        removed = [line for line in lines if line_key(line) in boilerplate]
+        lines = [line for line in lines if line_key(line) not in boilerplate]
     wires: list[str] = [w for w in map(agency, authors or ()) if w]
     paywalled = False
     for i, line in enumerate(lines):
@@ -204,20 +256,75 @@ def with_stripped(doc: dict, stripped: Stripped) -> dict:
     return {**doc, "text": stripped.text, "wire": stripped.wire, "paywalled": paywalled, "authors": authors}
 
 
+def strip_document(doc: dict, boilerplate: frozenset = frozenset()) -> tuple[dict, Stripped]:
+    """strip_chrome on a pipeline document, with the headlines and authors it carries."""
+    stripped = strip_chrome(doc["text"], (doc.get("title"), *doc.get("page_titles", ())), doc.get("authors"), boilerplate)
+    return with_stripped(doc, stripped), stripped
+
+
+def state_rows(source: str, learned: SourceChrome, known: SourceChrome) -> list[dict]:
+    """What to keep of a run's learning: lines seen twice now or known before, and the source's page count."""
+    rows = [{"source": source, "line_key": None, "docs": learned.docs}]
+    rows += [
+        {"source": source, "line_key": key, "docs": n}
+        for key, n in sorted(learned.lines.items())
+        if n >= 2 or key in known.lines
+    ]
+    return rows
+
+
+def chrome_from_rows(rows) -> dict[str, SourceChrome]:
+    """Stored state rows (source, line_key, docs) -> what earlier runs learned, per source."""
+    learned: dict[str, SourceChrome] = {}
+    for row in rows:
+        source = learned.setdefault(row["source"], SourceChrome())
+        if row["line_key"] is None:
+            source.docs += row["docs"]
+        else:
+            source.lines[row["line_key"]] += row["docs"]
+    return learned
+
+
 class StripChrome(beam.PTransform):
-    """Documents -> documents whose text has lost its chrome; all-chrome pages go to `errors`."""
+    """Documents -> documents without chrome, learned per source; plus the `learned` state rows.
+
+    Documents are grouped by source so each source's repeated lines are learned from all its
+    pages in the run, added to what earlier runs stored; all-chrome pages go to `errors`.
+    """
+
+    def __init__(self, stored_chrome):
+        super().__init__()
+        self._stored_chrome = stored_chrome
 
     def expand(self, docs):
-        return docs | "StripChromeLines" >> beam.ParDo(_StripFn()).with_outputs(ERRORS, main="documents")
+        return (
+            docs
+            | "KeyBySource" >> beam.Map(lambda d: (d["source"] or "", d))
+            | "GroupBySource" >> beam.GroupByKey()
+            | "LearnAndStrip" >> beam.ParDo(_LearnAndStripFn(), stored=self._stored_chrome).with_outputs(
+                ERRORS, LEARNED, main="documents"
+            )
+        )
 
 
-class _StripFn(beam.DoFn):
-    def process(self, doc):
-        stripped = strip_chrome(doc["text"], (doc.get("title"), *doc.get("page_titles", ())), doc.get("authors"))
-        if stripped.removed:
-            count("chrome_lines_removed", len(stripped.removed))
-        if stripped.text:
-            yield with_stripped(doc, stripped)
-            return
-        count("chrome_only_pages")
-        yield from fail_entries(doc["entries"], "strip_chrome", "only_chrome", "nothing but chrome lines left")
+LEARNED = "learned"
+
+
+class _LearnAndStripFn(beam.DoFn):
+    def process(self, keyed, stored):
+        source, docs = keyed
+        docs = list(docs)
+        known = stored.get(source) or SourceChrome()
+        learned = learn_source_chrome(d["text"] for d in docs)
+        boilerplate = known.merged(learned).boilerplate()
+        for row in state_rows(source, learned, known):
+            yield beam.pvalue.TaggedOutput(LEARNED, row)
+        for doc in docs:
+            doc, stripped = strip_document(doc, boilerplate)
+            if stripped.removed:
+                count("chrome_lines_removed", len(stripped.removed))
+            if stripped.text:
+                yield doc
+                continue
+            count("chrome_only_pages")
+            yield from fail_entries(doc["entries"], "strip_chrome", "only_chrome", "nothing but chrome lines left")

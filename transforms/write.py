@@ -21,7 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from newsbeam.schemas import PARTITION_COLUMN, SCHEMA_VERSION, TABLES
+from newsbeam.schemas import PARTITION_COLUMN, SCHEMA_VERSION, STATE, TABLES
 from newsbeam.transforms.metrics import count
 from newsbeam.transforms.normalise import partition_date
 
@@ -36,7 +36,7 @@ def partition_of(table: str, row: dict) -> str:
 
 
 def to_arrow(table: str, rows: list[dict]) -> pa.Table:
-    schema = TABLES[table]
+    schema = TABLES[table] if table in TABLES else STATE[table]
     return pa.Table.from_pylist([{f: row.get(f) for f in schema.names} for row in rows], schema=schema)
 
 
@@ -154,6 +154,43 @@ def _remove_stale(files: list[dict], out: str, run_id: str, tables: list[str]) -
     if stale:
         FileSystems.delete(stale)
     return sorted(files, key=lambda f: f["path"])
+
+
+def state_dir(out: str, name: str) -> str:
+    return FileSystems.join(out, "_state", name)
+
+
+def read_state(out: str, name: str, exclude_run_id: str) -> list[dict]:
+    """State rows earlier runs kept beside the dataset."""
+    import pyarrow.dataset as ds
+
+    folder = state_dir(out, name)
+    if not FileSystems.exists(folder):
+        return []
+    dataset = ds.dataset(folder, format="parquet")
+    columns = [c for c in STATE[name].names if c not in ("run_id", "schema_version")]
+    return dataset.to_table(columns=columns, filter=ds.field("run_id") != exclude_run_id).to_pylist() if dataset.files else []
+
+
+class WriteState(beam.PTransform):
+    """State rows -> one file per run under DIR/_state/NAME, replaced when the run id is rerun."""
+
+    def __init__(self, out: str, run_id: str, name: str):
+        super().__init__()
+        self._out, self._run_id, self._name = out, run_id, name
+
+    def expand(self, rows):
+        return (
+            rows
+            | "Stamp" >> beam.Map(_stamp, self._run_id, self._name)
+            | "Collect" >> beam.combiners.ToList()
+            | "WriteFile" >> beam.Map(self._write)
+        )
+
+    def _write(self, rows: list[dict]) -> dict:
+        path = FileSystems.join(state_dir(self._out, self._name), file_name(self._run_id, 0))
+        write_file(path, parquet_bytes(to_arrow(self._name, rows)), len(rows))
+        return {"table": f"_state/{self._name}", "path": path, "rows": len(rows)}
 
 
 def write_json(path: str, payload: dict) -> None:

@@ -1,0 +1,249 @@
+"""Extraction quality and speed of newsbeam's text against plain trafilatura on the fundus corpus (issue 3).
+
+For every page of ../shared/corpora/fundus (relative to the repository root) two texts are scored
+against the corpus's ground truth (summary lines, then each section's headline lines and paragraphs,
+joined by newlines):
+
+- trafilatura: plain `trafilatura.extract(html, include_comments=False)`, without a URL, as the issue
+  states it (the URL only feeds metadata there, which `extract` does not return by default);
+- newsbeam: the pipeline's Extract, StripChrome and Normalise cores from newsbeam.pipeline.extract_cmd,
+  with each page's real URL from the manifest: `clean_pages` over each publisher's pages as one source
+  (the pipeline learns repeated chrome per feed source), or `clean_page(html, url)` per page where the
+  checkout has that older API. A page it rejects (`ExtractionError`) scores as empty text.
+
+The metric is the project's: word 4-gram multisets, per-page precision and recall averaged over
+pages, F1 from the two averages (an empty prediction of an empty truth is perfect). It is
+implemented here and cross-checked once against ../shared/tools/shingle_f1.py when that exists.
+
+Speed: all pages are read and decompressed first; then each side runs over the whole corpus under
+time.perf_counter, --repeat times interleaved (trafilatura, newsbeam, newsbeam on a Pool of 2, ...),
+and medians are reported as docs/s and as ratios to trafilatura's docs/s. The pool is started (by
+fork, after one untimed pass of both sides that also gives the texts scored) and warmed before timing;
+pages are inherited by the workers, only indices and texts cross processes, CHUNK publishers a task.
+
+    python benchmarks/extraction_quality.py [--corpus PATH] [--repeat N] [--json] [--dump DIR]
+
+--dump DIR writes DIR/{trafilatura,newsbeam,expected}/<page>.txt for inspection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import gzip
+import importlib.util
+import json
+import logging
+import multiprocessing
+import re
+import statistics
+import subprocess
+import sys
+import time
+from collections import Counter, defaultdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+logging.basicConfig(level=logging.ERROR)  # before trafilatura and Beam are imported: both log at import
+for _name in ("trafilatura", "htmldate", "courlan", "apache_beam"):
+    logging.getLogger(_name).setLevel(logging.ERROR)
+
+import trafilatura  # noqa: E402
+
+from newsbeam.pipeline import extract_cmd  # noqa: E402
+
+DEFAULT_CORPUS = "../shared/corpora/fundus"  # relative to the repository root
+REPO = Path(__file__).resolve().parents[1]
+TARGETS = {"f1": 0.960, "precision": 0.950}
+WORSE = 0.05  # a page counts as worse when newsbeam's F1 is more than this below trafilatura's
+SPEED = 0.9
+CHUNK = 3  # publishers per pool task (about 4 pages)
+SIDES = ("trafilatura", "newsbeam")
+_TOKEN = re.compile(r"\w+")
+
+
+def shingles(text: str, n: int = 4) -> Counter:
+    toks = _TOKEN.findall(text or "")
+    if len(toks) < n:
+        return Counter([tuple(toks)]) if toks else Counter()
+    return Counter(tuple(toks[i:i + n]) for i in range(len(toks) - n + 1))
+
+
+def page_score(expected: str, predicted: str) -> tuple[float, float, float]:
+    """(precision, recall, F1) of one page."""
+    e, p = shingles(expected), shingles(predicted)
+    tp = sum((e & p).values())
+    fp, fn = sum(p.values()) - tp, sum(e.values()) - tp
+    prec = tp / (tp + fp) if tp + fp else (1.0 if fn == 0 else 0.0)
+    rec = tp / (tp + fn) if tp + fn else 1.0
+    return prec, rec, 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+
+
+def overall(scores: list[tuple[float, float, float]]) -> dict:
+    P, R = (sum(s[k] for s in scores) / len(scores) for k in (0, 1))
+    return {"f1": 2 * P * R / (P + R) if P + R else 0.0, "precision": P, "recall": R}
+
+
+def expected_text(body: dict) -> str:
+    lines = list(body.get("summary") or [])
+    for section in body.get("sections") or []:
+        lines += list(section.get("headline") or []) + list(section.get("paragraphs") or [])
+    return "\n".join(lines)
+
+
+def load_pages(corpus: Path) -> list[dict]:
+    truths: dict[str, dict] = {}
+    pages = []
+    for line in (corpus / "manifest.jsonl").read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            truth = truths.setdefault(row["json"], json.loads((corpus / row["json"]).read_text()))
+            pages.append({**row, "name": row["html"].removesuffix(".gz"), "expected": expected_text(truth[row["version"]]["body"]),
+                          "bytes": gzip.decompress((corpus / row["html"]).read_bytes())})
+    return pages
+
+
+def trafilatura_text(page: dict) -> str:
+    return trafilatura.extract(page["bytes"], include_comments=False) or ""
+
+
+def newsbeam_texts(source: list[dict]) -> list[str]:
+    """Texts of one publisher's pages; a page with an ExtractionError (no text) or a crash, which the
+    pipeline would make an error row, has an empty text."""
+    try:
+        if hasattr(extract_cmd, "clean_pages"):
+            docs = extract_cmd.clean_pages([(p["bytes"], p["url"]) for p in source])
+        else:  # the older per-page API
+            docs = [extract_cmd.clean_page(p["bytes"], p["url"]) for p in source]
+    except Exception:  # one page failed: the others still count, one at a time
+        return [""] if len(source) == 1 else [t for p in source for t in newsbeam_texts([p])]
+    return [(d.get("text") or "") if isinstance(d, dict) else "" for d in docs]
+
+
+_SOURCES: list[list[dict]] = []  # set before the pool forks, so workers get the pages without pickling them
+
+
+def _source_texts(i: int) -> list[str]:
+    return newsbeam_texts(_SOURCES[i])
+
+
+def newsbeam_run(mapper=map) -> list[str]:
+    """Texts of all pages, in the order of `pages` (publisher by publisher)."""
+    return [t for texts in mapper(_source_texts, range(len(_SOURCES))) for t in texts]
+
+
+def timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def cross_check(pages: list[dict], texts: dict, ours: dict, corpus: Path) -> str:
+    for tool in (corpus.resolve().parents[1] / "tools" / "shingle_f1.py", REPO.parent / "shared" / "tools" / "shingle_f1.py"):
+        if tool.is_file():
+            spec = importlib.util.spec_from_file_location("shingle_f1", tool)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            diffs = []
+            for side in SIDES:
+                theirs = module.score([(p["expected"], t) for p, t in zip(pages, texts[side])])
+                diffs += [f"{side} {k} {ours[side][k]:.4f} vs {theirs[k]}" for k in ("f1", "precision", "recall")
+                          if abs(ours[side][k] - theirs[k]) > 6e-5]  # the tool rounds to 4 places
+            return "ok" if not diffs else "DIFFERENT: " + "; ".join(diffs)
+    return "not run (shingle_f1.py not found)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", default=str(REPO / DEFAULT_CORPUS), help=f"fundus folder (default: {DEFAULT_CORPUS})")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs of each side; medians are reported (default 3)")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--dump", metavar="DIR", help="write each page's texts under DIR")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    corpus = Path(args.corpus)
+    if not (corpus / "manifest.jsonl").is_file():
+        print(f"skipped: {DEFAULT_CORPUS if args.corpus == str(REPO / DEFAULT_CORPUS) else args.corpus} not found; pass --corpus")
+        return 0
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+
+    by_publisher: dict[str, list[dict]] = {}
+    for page in load_pages(corpus):
+        by_publisher.setdefault(page["publisher"], []).append(page)
+    _SOURCES[:] = by_publisher.values()
+    pages = [p for source in _SOURCES for p in source]
+    texts = {"trafilatura": [trafilatura_text(p) for p in pages], "newsbeam": newsbeam_run()}
+    scores = {side: [page_score(p["expected"], t) for p, t in zip(pages, texts[side])] for side in SIDES}
+    result = {side: overall(scores[side]) | {"no_text": sum(not t for t in texts[side])} for side in SIDES}
+    check = cross_check(pages, texts, result, corpus)
+
+    seconds: dict[str, list[float]] = {"trafilatura": [], "newsbeam": [], "newsbeam_pool2": []}
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        pool_map = functools.partial(pool.map, chunksize=CHUNK)
+        pool_texts = newsbeam_run(pool_map)  # untimed: warms the workers, and their texts must match
+        for i in range(args.repeat):
+            seconds["trafilatura"].append(timed(lambda: [trafilatura_text(p) for p in pages]))
+            seconds["newsbeam"].append(timed(newsbeam_run))
+            seconds["newsbeam_pool2"].append(timed(lambda: newsbeam_run(pool_map)))
+            print(f"round {i + 1}/{args.repeat}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in seconds.items()), file=sys.stderr)
+    speed = {k: {"seconds": statistics.median(v), "runs": [round(s, 2) for s in v], "docs_per_s": len(pages) / statistics.median(v)}
+             for k, v in seconds.items()}
+    for k in speed:
+        speed[k]["ratio"] = speed[k]["docs_per_s"] / speed["trafilatura"]["docs_per_s"]
+
+    deltas = sorted(((nb[2] - tf[2], p) for p, tf, nb in zip(pages, scores["trafilatura"], scores["newsbeam"])), key=lambda d: d[0])
+    worst = [{"page": p["name"], "publisher": p["publisher"], "delta": round(d, 4)} for d, p in deltas[:10]]
+    worse = [{"page": p["name"], "publisher": p["publisher"], "delta": round(d, 4)} for d, p in deltas if d < -WORSE]
+    by_country: dict[str, dict] = defaultdict(lambda: {"pages": 0, **{s: [] for s in SIDES}})
+    for i, p in enumerate(pages):
+        by_country[p["country"]]["pages"] += 1
+        for side in SIDES:
+            by_country[p["country"]][side].append(scores[side][i])
+    countries = {c: {"pages": v["pages"], **{s: round(overall(v[s])["f1"], 4) for s in SIDES}} for c, v in sorted(by_country.items())}
+    nb = result["newsbeam"]
+    targets = [(f"F1 >= {TARGETS['f1']:.3f}", nb["f1"] >= TARGETS["f1"], f"{nb['f1']:.4f}"),
+               (f"precision >= {TARGETS['precision']:.3f}", nb["precision"] >= TARGETS["precision"], f"{nb['precision']:.4f}"),
+               (f"no page more than {WORSE} F1 worse", not worse, f"{len(worse)} pages"),
+               (f"speed >= {SPEED}x, 1 process", speed["newsbeam"]["ratio"] >= SPEED, f"{speed['newsbeam']['ratio']:.3f}x"),
+               (f"speed >= {SPEED}x, Pool(2) vs 1-process trafilatura", speed["newsbeam_pool2"]["ratio"] >= SPEED,
+                f"{speed['newsbeam_pool2']['ratio']:.3f}x")]
+
+    if args.dump:
+        for side, side_texts in (*texts.items(), ("expected", [p["expected"] for p in pages])):
+            for p, text in zip(pages, side_texts):
+                path = Path(args.dump) / side / f"{p['name']}.txt"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(text + "\n", encoding="utf-8")
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
+    if args.json:
+        print(json.dumps({"commit": commit, "date": date, "pages": len(pages), "repeat": args.repeat, "metric_check": check,
+                          "quality": result, "speed": speed, "pool_texts_identical": pool_texts == texts["newsbeam"],
+                          "worse_pages": worse, "worst_10": worst, "by_country": countries,
+                          "targets": [{"target": t, "pass": ok, "value": v} for t, ok, v in targets]}, indent=2))
+        return 0
+    print(f"fundus: {len(pages)} pages, newsbeam commit {commit or 'unknown'} (working tree as imported), {date}")
+    print(f"metric cross-check: {check}")
+    print(f"{'side':<20} {'F1':>6} {'P':>6} {'R':>6} {'no text':>7} {'docs/s':>7} {'ratio':>6}  runs (s)")
+    rows = [("trafilatura.extract", "trafilatura", "trafilatura"), ("newsbeam, 1 process", "newsbeam", "newsbeam"),
+            ("newsbeam, Pool(2)", "newsbeam", "newsbeam_pool2")]
+    for label, q, s in rows:
+        r = result[q]
+        print(f"{label:<20} {r['f1']:>6.4f} {r['precision']:>6.4f} {r['recall']:>6.4f} {r['no_text']:>7} "
+              f"{speed[s]['docs_per_s']:>7.2f} {speed[s]['ratio']:>6.3f}  {speed[s]['runs']}")
+    print(f"(medians of {args.repeat} interleaved runs; Pool(2) texts identical to 1 process: {pool_texts == texts['newsbeam']})")
+    print(f"pages where newsbeam is more than {WORSE} F1 worse than trafilatura: {len(worse)}")
+    print("worst 10 pages by F1 delta (newsbeam - trafilatura):")
+    for w in worst:
+        print(f"  {w['delta']:+.3f}  {w['publisher']:<24} {w['page']}")
+    print("F1 by country (pages: trafilatura / newsbeam):")
+    cells = [f"{c} ({v['pages']:>2}): {v['trafilatura']:.3f} / {v['newsbeam']:.3f}" for c, v in countries.items()]
+    for i in range(0, len(cells), 4):
+        print("  " + "   ".join(f"{cell:<26}" for cell in cells[i:i + 4]).rstrip())
+    for target, ok, value in targets:
+        print(f"{'PASS' if ok else 'FAIL'} {target} ({value})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
