@@ -90,3 +90,15 @@ def test_yaml_feed_list_with_settings_and_progress(web, tmp_path):
     articles = pd.read_parquet(tmp_path / "data" / "articles")
     assert len(articles) == 4  # max_entries: the fifth entry is never discovered
     assert set(articles.source) == {"My Site"}
+
+
+def test_extract_reports_unreadable_files_and_refuses_url_for_many(tmp_path):
+    page = tmp_path / "page.html"
+    page.write_text("<html><body><article>" + "".join(f"<p>{p}</p>" for p in body_paragraphs(3)) + "</article></body></html>")
+    result = newsbeam("extract", page, tmp_path / "missing.html")
+    assert result.returncode == 0, result.stderr
+    ok, missing = [json.loads(line) for line in result.stdout.splitlines()]
+    assert ok["text"].startswith("Councillors in Pike Crossing") and "error" not in ok
+    assert missing["error"].startswith("cannot read")
+    assert newsbeam("extract", tmp_path / "missing.html").returncode == 1
+    assert_usage_error(newsbeam("extract", page, page, "--url", "https://x.example/a"), "--url")
