@@ -26,6 +26,9 @@ _TRACKING_PARAMS = re.compile(
     r"ito|smid|smtyp|ref_src|ref_url|rss|taid|at_medium|at_campaign|sr_share|wt_mc|wt\.mc_id)$",
     re.IGNORECASE,
 )
+# Language detection reads the start of the text: on the fundus pages 1,500 characters gave the
+# same language as 5,000 on all 257 texts, at under a third of the cost.
+LANGUAGE_SAMPLE_CHARS = 1500
 _WORD = re.compile(r"\w+", re.UNICODE)
 _SPACES = re.compile(r"[^\S\n]+")
 _BLANK_LINES = re.compile(r"\n{2,}")
@@ -117,7 +120,7 @@ def detect_language(text: str, hints: Iterable[str | None] = ()) -> str | None:
         return declared
     import py3langid
 
-    detected, _ = py3langid.classify(text[:5000])
+    detected, _ = py3langid.classify(text[:LANGUAGE_SAMPLE_CHARS])
     if declared and detected != declared and word_count(text) < 60:
         return declared
     return detected
