@@ -1,5 +1,9 @@
 """Extract stage: article body and metadata from a page with trafilatura.
 
+trafilatura finds the body; page_layout then drops the lines whose place in the page marks
+them as chrome (captions, link lists, teasers, what follows the article container) and puts
+back the lead the page shows; metadata reads dates, authors and titles from the same tree.
+
 When trafilatura finds no body, the feed's own content, then its summary, stands in;
 `extraction_method` records which was used. A page with no text from any of them is
 an error row.
@@ -19,6 +23,7 @@ from trafilatura.utils import load_html
 from newsbeam.transforms.errors import ERRORS, fail_entries, internal_error
 from newsbeam.transforms.metadata import clean_authors, page_metadata
 from newsbeam.transforms.metrics import count
+from newsbeam.transforms.page_layout import body_text
 
 # Below this many words trafilatura has found a caption or a teaser, not a body.
 MIN_BODY_WORDS = 25
@@ -51,11 +56,12 @@ def extract_document(page_html: bytes | str, url: str, entry: dict | None = None
     entry = entry or {}
     tree = load_html(page_html) if page_html and page_html.strip() else None
     meta = page_metadata(tree, url) if tree is not None else {}
-    doc = None
+    text = ""
     if tree is not None:
-        # The tree is parsed once: trafilatura copies it before cleaning, our metadata reads the original.
+        # The tree is parsed once: trafilatura copies it before cleaning; metadata and layout read the original.
         doc = trafilatura.bare_extraction(tree, url=url, include_comments=False, with_metadata=False)
-    text = (doc.text if doc else "") or ""
+        if doc is not None:
+            text = body_text(tree, doc.body, meta.get("headlines", ()), meta.get("description"))
     method = "trafilatura"
     if len(_WORDS.findall(text)) < MIN_BODY_WORDS:
         for method, candidate in (("feed_content", entry.get("content")), ("feed_summary", entry.get("summary"))):

@@ -126,13 +126,14 @@ def page_metadata(tree, url: str = "") -> dict:
     html_lang = (tree.get("lang") or tree.get("xml:lang") or "").strip() or None
     accessible = article.get("isAccessibleForFree")
     canonical = next(iter(tree.xpath('//link[@rel="canonical"]/@href')), None) or metas.get("og:url")
+    html_title = next((" ".join(t.split()) for t in tree.xpath("//title/text()") if t.strip()), None)
     title = metas.get("og:title") or (article.get("headline") if isinstance(article.get("headline"), str) else None)
-    if not title:
-        title = _without_site_suffix(next((t.strip() for t in tree.xpath("//title/text()") if t.strip()), None))
+    title = title or _without_site_suffix(html_title)
     headline = next((" ".join(h.text_content().split()) for h in tree.xpath("//h1") if h.text_content().strip()), None)
     return {
         "title": title,
         "headline": headline,
+        "headlines": [h for h in (metas.get("og:title"), html_title, headline) if h],
         "authors": authors,
         "published_at": published,
         "published_at_source": published_source,

@@ -1,0 +1,237 @@
+"""Where each line of trafilatura's body came from in the page, and the chrome that gives away.
+
+Part of the Extract stage. Each output line is traced back to the element of the page that
+holds it; its ancestors (figure, aside, nav…), the class and id words on them (caption,
+related, share…), the link density of its block and its position then tell chrome from
+body. The rules are generic: no site names, no language's keywords.
+"""
+
+from __future__ import annotations
+
+import re
+from bisect import bisect_right
+from dataclasses import dataclass, field
+
+from lxml import etree
+from trafilatura.xml import xmltotxt
+
+_TOKEN = re.compile(r"\w+")
+_CLOSING = re.compile(r"[.!?…:;\"'”“»«)\]。！？」』]\s*$")
+_LIST_MARK = re.compile(r"^\s*[-*•]\s+")
+_INVISIBLE = {"script", "style", "noscript", "template", "svg"}
+LAYOUT_CHROME = {"figure", "figcaption", "aside", "header", "footer", "nav", "time", "address"}
+_CUE = re.compile(
+    r"caption|credit|byline|author|related|share|social|newsletter|promo|teaser|tag|meta|copyright|subscri|"
+    r"recommend|advert|footer|bio|date|more|info|source"
+)
+_BLOCKS = {"p", "li", "h1", "h2", "h3", "h4", "h5", "h6", "div", "td", "figcaption", "blockquote", "dd", "dt",
+           "section", "article", "span", "header", "footer", "aside"}
+_STOP = {"body", "html", "main", "article"}
+_LINK_TEXT = etree.XPath(".//a//text()")
+
+HEAD_LINES, TAIL_LINES = 5, 8  # what counts as the body's edges
+EDGE_WORDS = 20
+LINKY_WORDS = 25
+CAPTION_WORDS = 30
+BEFORE_WORDS = 12
+CONTAINER_SHARE = 0.8  # the article container holds this share of the body's words
+PAGE_REPEATS = 3  # a line the body repeats this often is a placeholder, not prose
+LEAD_MIN_WORDS = 8
+
+
+def _words(text: str) -> list[str]:
+    return [t.lower() for t in _TOKEN.findall(text or "")]
+
+
+class VisibleText:
+    """The page's visible body text as one string, with the element that owns each stretch."""
+
+    def __init__(self, tree):
+        parts, starts, owners, pos, hidden = [], [], [], 0, 0
+        body = tree.find("body")
+        root = body if body is not None else tree
+        for event, el in etree.iterwalk(root, events=("start", "end")):
+            invisible = not isinstance(el.tag, str) or el.tag in _INVISIBLE
+            if event == "start":
+                hidden += invisible
+                chunk, owner = (el.text, el) if not hidden else (None, None)
+            else:
+                hidden -= invisible
+                chunk, owner = (el.tail, el.getparent()) if not hidden and el is not root else (None, None)
+            chunk = " ".join(chunk.split()) if chunk else ""
+            if chunk:
+                starts.append(pos)
+                owners.append(owner)
+                parts.append(chunk)
+                pos += len(chunk) + 1
+        self.text = " ".join(parts)
+        self._starts, self._owners, self._cursor = starts, owners, 0
+
+    def owner(self, line: str):
+        """The element holding `line`, searching on from the last line found (the body is in page order)."""
+        key = " ".join(line.split())[:40]
+        if len(key) < 3:
+            return None
+        at = self.text.find(key, self._cursor)
+        if at < 0:
+            at = self.text.find(key)
+        if at < 0 and len(key) > 15:
+            at = self.text.find(key[:15], self._cursor)
+        if at < 0:
+            return None
+        self._cursor = at + 1
+        return self._owners[bisect_right(self._starts, at) - 1]
+
+
+@dataclass
+class BodyLine:
+    text: str
+    kind: str  # trafilatura's element: p, head, list, quote, table…
+    element: object = None
+    words: int = 0
+    ancestors: set = field(default_factory=set)
+    cues: set = field(default_factory=set)
+    link_density: float = 0.0
+    inside_link: bool = False
+
+
+def _describe(line: BodyLine, link_density: dict) -> None:
+    length = len(" ".join(line.text.split())) - (2 if line.kind == "list" else 0)
+    el, depth, block = line.element, 0, None
+    while el is not None and depth < 12:
+        tag = el.tag if isinstance(el.tag, str) else ""
+        if tag in _STOP:
+            break
+        if tag in LAYOUT_CHROME or tag == "h1":
+            line.ancestors.add(tag)
+        if tag == "a" and not line.inside_link and len(" ".join(el.text_content().split())) >= 0.9 * length:
+            line.inside_link = True
+        names = f"{el.get('class') or ''} {el.get('id') or ''}".strip().lower()
+        if names:
+            line.cues.update(_CUE.findall(names))
+        if block is None and tag in _BLOCKS:
+            block = el
+        el, depth = el.getparent(), depth + 1
+    if block is not None:
+        if block not in link_density:
+            total = sum(map(len, block.itertext()))
+            link_density[block] = min(sum(map(len, _LINK_TEXT(block))) / total, 1.0) if total else 0.0
+        line.link_density = link_density[block]
+
+
+def trace_lines(tree, body) -> tuple[list[BodyLine], VisibleText]:
+    """trafilatura's body (its XML) as lines, each traced to its element in `tree` and described."""
+    visible = VisibleText(tree)
+    lines, link_density = [], {}
+    for child in body if body is not None else ():
+        for text in xmltotxt(child, False).split("\n"):
+            if not text.strip():
+                continue
+            line = BodyLine(text.strip(), child.tag, words=len(_TOKEN.findall(text)))
+            if child.tag != "table":
+                line.element = visible.owner(_LIST_MARK.sub("", text) if child.tag == "list" else text)
+            if line.element is not None:
+                _describe(line, link_density)
+            lines.append(line)
+    return lines, visible
+
+
+def _is_headline(line: BodyLine, titles) -> bool:
+    words = " ".join(_words(line.text))
+    for title in titles:
+        a, b = set(_words(line.text)), set(_words(title))
+        if a and b and (len(a & b) / len(a | b) >= 0.8 or (line.words >= 3 and words in " ".join(_words(title)))):
+            return True
+    return "h1" in line.ancestors
+
+
+def _outside_container(lines: list[BodyLine]) -> tuple[list[bool], list[bool]]:
+    """Lines from outside the article container: (after its last line, before its first line)."""
+    chains = []
+    for line in lines:
+        chain, el = [], line.element
+        while el is not None:
+            chain.append(el)
+            el = el.getparent()
+        chains.append(chain[::-1])
+    total = sum(l.words for l, c in zip(lines, chains) if c)
+    node, depth = None, 0
+    while total:
+        tally: dict = {}
+        for line, chain in zip(lines, chains):
+            if len(chain) > depth:
+                tally[chain[depth]] = tally.get(chain[depth], 0) + line.words
+        if not tally:
+            break
+        best, weight = max(tally.items(), key=lambda kv: kv[1])
+        if weight < CONTAINER_SHARE * total:
+            break
+        node, depth = best, depth + 1
+    if node is None:
+        return [False] * len(lines), [False] * len(lines)
+    inside = [len(c) >= depth and c[depth - 1] is node for c in chains]
+    first = next((i for i, x in enumerate(inside) if x), 0)
+    last = max((i for i, x in enumerate(inside) if x), default=len(lines))
+    return (
+        [i > last and not inside[i] and bool(chains[i]) for i in range(len(lines))],
+        [i < first and not inside[i] and bool(chains[i]) for i in range(len(lines))],
+    )
+
+
+def layout_chrome(line: BodyLine, i: int, n: int, titles, after: bool, before: bool) -> str | None:
+    """Why a line is chrome by where it sits in the page, or None."""
+    edge = i < HEAD_LINES or i >= n - TAIL_LINES
+    if i < 3 and _is_headline(line, titles):
+        return "headline"
+    if (line.link_density >= 0.8 and line.words <= LINKY_WORDS) or (line.kind == "list" and line.link_density >= 0.5):
+        return "links"
+    if line.inside_link:
+        return "teaser link"
+    if edge and line.words <= EDGE_WORDS and not _CLOSING.search(line.text) and (
+        LAYOUT_CHROME & line.ancestors or line.cues or line.link_density >= 0.5
+    ):
+        return "edge label"
+    if line.kind == "table":
+        return "table"
+    if after:
+        return "after the article"
+    if before and i >= 1 and line.words <= BEFORE_WORDS:
+        return "before the article"
+    if {"figure", "figcaption"} & line.ancestors and line.words <= CAPTION_WORDS:
+        return "caption"
+    return None
+
+
+def body_text(tree, body, titles=(), description: str | None = None) -> str:
+    """trafilatura's body without layout chrome, with the page's visible lead put back on top."""
+    lines, visible = trace_lines(tree, body)
+    after, before = _outside_container(lines)
+    kept = [
+        line.text
+        for i, line in enumerate(lines)
+        if not layout_chrome(line, i, len(lines), [t for t in titles if t], after[i], before[i])
+    ]
+    counts: dict[str, int] = {}
+    for text in kept:
+        if len(_words(text)) >= 2:
+            key = " ".join(_words(text))
+            counts[key] = counts.get(key, 0) + 1
+    kept = [t for t in kept if counts.get(" ".join(_words(t)), 0) < PAGE_REPEATS]
+    return with_lead("\n".join(kept), description, visible.text)
+
+
+def _shingles(text: str) -> set:
+    w = _words(text)
+    return {tuple(w[i : i + 4]) for i in range(len(w) - 3)}
+
+
+def with_lead(text: str, description: str | None, visible: str) -> str:
+    """Prepend the page's description when the page shows it as the lead and the body lacks it."""
+    if not description or len(_words(description)) < LEAD_MIN_WORDS:
+        return text
+    if " ".join(description.split())[:60] not in visible:
+        return text
+    lead = _shingles(description)
+    if lead and len(lead & _shingles(text[:3000])) / len(lead) >= 0.5:
+        return text
+    return f"{' '.join(description.split())}\n{text}" if text else text
