@@ -1,0 +1,71 @@
+"""Layout chrome: lines of trafilatura's body judged by where they sit in the page."""
+
+from __future__ import annotations
+
+import trafilatura
+from trafilatura.utils import load_html
+
+from newsbeam.transforms.page_layout import body_text, trace_lines, with_lead
+from newsweb import body_paragraphs
+
+BODY = body_paragraphs(2) + body_paragraphs(5)
+LEAD = "The harbour board has agreed to rebuild the old pier after two winters of storm damage left it closed."
+
+
+def page(extra_head: str = "", before: str = "", inside_end: str = "", after: str = "") -> bytes:
+    paras = "".join(f"<p>{p}</p>" for p in BODY)
+    return (
+        f"<html><head><title>Pier to be rebuilt | Gazette</title>"
+        f"<meta property='og:title' content='Pier to be rebuilt'>{extra_head}</head><body>"
+        f"<main><article>{before}<h1>Pier to be rebuilt</h1>{paras}{inside_end}</article>{after}</main></body></html>"
+    ).encode()
+
+
+def clean(html: bytes, description=None) -> list[str]:
+    tree = load_html(html)
+    doc = trafilatura.bare_extraction(tree, include_comments=False)
+    return body_text(tree, doc.body, ["Pier to be rebuilt"], description).split("\n")
+
+
+def test_every_body_paragraph_is_traced_to_its_element():
+    html = page()
+    tree = load_html(html)
+    lines, _ = trace_lines(tree, trafilatura.bare_extraction(tree).body)
+    traced = [l for l in lines if l.text in BODY]
+    assert len(traced) == len(BODY) and all(l.element is not None and l.element.tag == "p" for l in traced)
+
+
+def test_body_is_kept_and_headline_dropped():
+    lines = clean(page())
+    assert lines == BODY
+
+
+def test_caption_and_link_list_and_teaser_are_dropped():
+    figure = "<figure><img src='p.jpg'><figcaption>The pier in October. Photo: Harbour Board</figcaption></figure>"
+    related = ("<ul class='related'><li><a href='/a'>Ferry fares rise again this winter</a></li>"
+               "<li><a href='/b'>Storm closes coast road for a day</a></li></ul>")
+    teaser = "<p><a href='/c'>Why the old pier matters to the town more than its councillors think</a></p>"
+    lines = clean(page(inside_end=figure + related + teaser))
+    assert lines == BODY
+
+
+def test_lines_after_the_article_container_are_dropped():
+    after = "<div class='box'><p>Our reporters cover the coast every day of the year, in all weathers.</p></div>"
+    assert clean(page(after=after)) == BODY
+
+
+def test_a_long_quote_in_the_article_is_kept():
+    quote = "<blockquote><p>We will rebuild it stronger than before, and it will stand for another hundred years.</p></blockquote>"
+    lines = clean(page(inside_end=quote))
+    assert "We will rebuild it stronger than before, and it will stand for another hundred years." in lines
+
+
+def test_lead_shown_on_the_page_is_put_back_once():
+    html = page(extra_head=f"<meta name='description' content='{LEAD}'>", before=f"<header><p class='standfirst'>{LEAD}</p></header>")
+    lines = clean(html, LEAD)
+    assert lines[0] == LEAD and lines.count(LEAD) == 1 and lines[1:] == BODY
+
+
+def test_lead_not_shown_on_the_page_is_not_invented():
+    assert with_lead("\n".join(BODY), LEAD, visible="nothing like it") == "\n".join(BODY)
+    assert with_lead("\n".join(BODY), "Too short to lead.", visible="Too short to lead.") == "\n".join(BODY)
