@@ -204,3 +204,27 @@ def test_all_chrome_gives_empty_text():
 @pytest.mark.parametrize("text", ["", None, "\n \n"])
 def test_empty_input(text):
     assert strip_chrome(text)[:2] == ("", [])
+
+
+BODY_LINE = "The council met on Tuesday to discuss the budget for the coming year and its many line items."
+
+
+@pytest.mark.parametrize(
+    "credit, wire",
+    [
+        ("—Associated Press writer Jane Roe in Paris contributed to this report.", "AP"),
+        ("With reporting by Associated Press writer Sam Poe", "AP"),
+        ("With files from The Canadian Press", "CP"),
+        ("(Quelle: APA/sda/dpa)", "APA"),
+        ("SDA/sep", "Keystone-SDA"),
+        ("Mit Agenturmaterial.", None),
+    ],
+)
+def test_wire_credit_lines_are_removed_and_name_the_agency(credit, wire):
+    stripped = strip_chrome(f"{BODY_LINE}\n{credit}")
+    assert stripped.text == BODY_LINE and stripped.wire == wire
+
+
+def test_a_sentence_starting_with_source_is_kept():
+    line = "Source: the ministry said the figures would be revised next month."
+    assert strip_chrome(f"{BODY_LINE}\n{line}").text == f"{BODY_LINE}\n{line}"

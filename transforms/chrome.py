@@ -44,7 +44,7 @@ _PROMPTS = [
     r"\d+\+? trusted (global )?sources\.?",
     r"share (this|on) .{0,40}",
     r"(follow|like) us on .{0,60}",
-    r"advertisement|sponsored( content)?",
+    r"-?\s*advertisement\b.{0,40}|sponsored( content)?",
     r"click here to .{0,80}",
     r"this (article|story|content) is (only )?(available|for) (to )?(subscribers|members).{0,40}",
     r"via (ap|afp|reuters|bloomberg|dpa|pa) news ?wire",
@@ -105,6 +105,16 @@ _AGENCY_LINE = re.compile(
     rf"^\((?:reporting|writing|additional reporting|editing) by [^)]{{2,200}}\)$",
     re.IGNORECASE,
 )
+# Credit formulas of wire copy: "— AP writer X in Paris contributed to this report.", "With files from …",
+# "(Quelle: APA/sda/dpa)", "SDA/sep", "Mit Agenturmaterial." The agency, when named, goes to `wire`.
+_CREDIT_LINE = re.compile(
+    r"^[—–-]?\s*(?:.{0,120}\bcontributed to this (?:report|story|article)|(?:with )?(?:additional )?(?:reporting|files|material) "
+    r"(?:by|from) .{2,120}|\((?:quelle|source|sources|fuente|fonte|bron)\s*:\s*[^)]{2,60}\)|"
+    rf"(?:quelle|source|sources|fuente|fonte|bron)\s*:\s*(?:{_AGENCY_NAMES})(?:\s*[/,]\s*(?:{_AGENCY_NAMES}))*|"
+    rf"\(?(?:{_AGENCY_NAMES})(?:/[\w-]{{1,12}})+\)?|mit (?:agentur|agenturen)material|mit material (?:von|der|des) .{{2,60}})\.?$",
+    re.IGNORECASE,
+)
+_NAMED_AGENCY = re.compile(rf"\b({_AGENCY_NAMES})\b")
 _COPYRIGHT_AGENCY = re.compile(rf"(?:©|\(c\)|copyright)\s*\d{{0,4}}\s*(?:the\s+)?({_AGENCY_NAMES})\b", re.IGNORECASE)
 
 
@@ -216,6 +226,10 @@ def strip_chrome(text: str, titles=(), authors=(), boilerplate: frozenset = froz
             name = credit.group(1) or credit.group(2)
             # A credit line in any case ("Via AP news wire"); "(Reporting by …)" is Reuters' form.
             wires.append(agency(name) or agency(name.upper()) or agency(name.lower()) if name else "Reuters")
+            removed.append(line)
+        elif _short(line) and _CREDIT_LINE.match(line) or len(line.split()) <= 25 and _CREDIT_LINE.match(line):
+            named = _NAMED_AGENCY.search(line)
+            wires.append(agency(named.group(1)) if named else None)
             removed.append(line)
         elif _is_chrome(line):
             removed.append(line)
