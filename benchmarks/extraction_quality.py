@@ -4,8 +4,8 @@ For every page of ../shared/corpora/fundus (relative to the repository root) two
 against the corpus's ground truth (summary lines, then each section's headline lines and paragraphs,
 joined by newlines):
 
-- trafilatura: plain `trafilatura.extract(html, include_comments=False)`, without a URL, as the issue
-  states it (the URL only feeds metadata there, which `extract` does not return by default);
+- trafilatura: plain `trafilatura.extract(html, include_comments=False)` on the page bytes, called
+  without a URL, exactly as the issue states the baseline;
 - newsbeam: the pipeline's Extract, StripChrome and Normalise cores from newsbeam.pipeline.extract_cmd,
   with each page's real URL from the manifest: `clean_pages` over each publisher's pages as one source
   (the pipeline learns repeated chrome per feed source), or `clean_page(html, url)` per page where the
@@ -17,7 +17,8 @@ implemented here and cross-checked once against ../shared/tools/shingle_f1.py wh
 
 Speed: all pages are read and decompressed first; then each side runs over the whole corpus under
 time.perf_counter, --repeat times interleaved (trafilatura, newsbeam, newsbeam on a Pool of 2, ...),
-and medians are reported as docs/s and as ratios to trafilatura's docs/s. The pool is started (by
+and medians are reported as docs/s and as ratios to trafilatura's docs/s (plus the 1-process sides'
+CPU seconds, which other load on a shared machine disturbs less than wall time). The pool is started (by
 fork, after one untimed pass of both sides that also gives the texts scored) and warmed before timing;
 pages are inherited by the workers, only indices and texts cross processes, CHUNK publishers a task.
 
@@ -132,14 +133,15 @@ def newsbeam_run(mapper=map) -> list[str]:
     return [t for texts in mapper(_source_texts, range(len(_SOURCES))) for t in texts]
 
 
-def timed(fn) -> float:
-    t0 = time.perf_counter()
+def timed(fn) -> tuple[float, float]:
+    """Wall seconds and this process's CPU seconds (a Pool's workers are not included) of fn()."""
+    t0, c0 = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - t0
+    return time.perf_counter() - t0, time.process_time() - c0
 
 
 def cross_check(pages: list[dict], texts: dict, ours: dict, corpus: Path) -> str:
-    for tool in (corpus.resolve().parents[1] / "tools" / "shingle_f1.py", REPO.parent / "shared" / "tools" / "shingle_f1.py"):
+    for tool in (corpus.resolve().parent.parent / "tools" / "shingle_f1.py", REPO.parent / "shared" / "tools" / "shingle_f1.py"):
         if tool.is_file():
             spec = importlib.util.spec_from_file_location("shingle_f1", tool)
             module = importlib.util.module_from_spec(spec)
@@ -178,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {side: overall(scores[side]) | {"no_text": sum(not t for t in texts[side])} for side in SIDES}
     check = cross_check(pages, texts, result, corpus)
 
-    seconds: dict[str, list[float]] = {"trafilatura": [], "newsbeam": [], "newsbeam_pool2": []}
+    seconds: dict[str, list[tuple[float, float]]] = {"trafilatura": [], "newsbeam": [], "newsbeam_pool2": []}
     with multiprocessing.get_context("fork").Pool(2) as pool:
         pool_map = functools.partial(pool.map, chunksize=CHUNK)
         pool_texts = newsbeam_run(pool_map)  # untimed: warms the workers, and their texts must match
@@ -186,21 +188,25 @@ def main(argv: list[str] | None = None) -> int:
             seconds["trafilatura"].append(timed(lambda: [trafilatura_text(p) for p in pages]))
             seconds["newsbeam"].append(timed(newsbeam_run))
             seconds["newsbeam_pool2"].append(timed(lambda: newsbeam_run(pool_map)))
-            print(f"round {i + 1}/{args.repeat}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in seconds.items()), file=sys.stderr)
-    speed = {k: {"seconds": statistics.median(v), "runs": [round(s, 2) for s in v], "docs_per_s": len(pages) / statistics.median(v)}
-             for k, v in seconds.items()}
-    for k in speed:
-        speed[k]["ratio"] = speed[k]["docs_per_s"] / speed["trafilatura"]["docs_per_s"]
+            print(f"round {i + 1}/{args.repeat}: " + ", ".join(f"{k} {v[-1][0]:.1f} s" for k, v in seconds.items()), file=sys.stderr)
+    speed = {}
+    for k, runs in seconds.items():
+        wall, cpu = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+        speed[k] = {"seconds": wall, "runs": [round(r[0], 2) for r in runs], "docs_per_s": len(pages) / wall, "cpu_seconds": cpu}
+        speed[k]["ratio"] = speed[k]["docs_per_s"] / speed["trafilatura"]["docs_per_s"]  # trafilatura comes first
+    cpu_ratio = speed["trafilatura"]["cpu_seconds"] / speed["newsbeam"]["cpu_seconds"]
 
-    deltas = sorted(((nb[2] - tf[2], p) for p, tf, nb in zip(pages, scores["trafilatura"], scores["newsbeam"])), key=lambda d: d[0])
-    worst = [{"page": p["name"], "publisher": p["publisher"], "delta": round(d, 4)} for d, p in deltas[:10]]
-    worse = [{"page": p["name"], "publisher": p["publisher"], "delta": round(d, 4)} for d, p in deltas if d < -WORSE]
-    by_country: dict[str, dict] = defaultdict(lambda: {"pages": 0, **{s: [] for s in SIDES}})
+    # Worst first; ties (most pages: the same text or the same score) by newsbeam's own F1.
+    per_page = sorted(({"page": p["name"], "publisher": p["publisher"], "delta": round(nb[2] - tf[2], 4),
+                        "f1_trafilatura": round(tf[2], 4), "f1_newsbeam": round(nb[2], 4)}
+                       for p, tf, nb in zip(pages, scores["trafilatura"], scores["newsbeam"])),
+                      key=lambda w: (w["delta"], w["f1_newsbeam"]))
+    worse = [w for w in per_page if w["delta"] < -WORSE]
+    by_country: dict[str, list[int]] = defaultdict(list)
     for i, p in enumerate(pages):
-        by_country[p["country"]]["pages"] += 1
-        for side in SIDES:
-            by_country[p["country"]][side].append(scores[side][i])
-    countries = {c: {"pages": v["pages"], **{s: round(overall(v[s])["f1"], 4) for s in SIDES}} for c, v in sorted(by_country.items())}
+        by_country[p["country"]].append(i)
+    countries = {c: {"pages": len(ix), **{s: round(overall([scores[s][i] for i in ix])["f1"], 4) for s in SIDES}}
+                 for c, ix in sorted(by_country.items())}
     nb = result["newsbeam"]
     targets = [(f"F1 >= {TARGETS['f1']:.3f}", nb["f1"] >= TARGETS["f1"], f"{nb['f1']:.4f}"),
                (f"precision >= {TARGETS['precision']:.3f}", nb["precision"] >= TARGETS["precision"], f"{nb['precision']:.4f}"),
@@ -219,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"commit": commit, "date": date, "pages": len(pages), "repeat": args.repeat, "metric_check": check,
                           "quality": result, "speed": speed, "pool_texts_identical": pool_texts == texts["newsbeam"],
-                          "worse_pages": worse, "worst_10": worst, "by_country": countries,
+                          "cpu_ratio_1_process": cpu_ratio,
+                          "worse_pages": worse, "worst_10": per_page[:10], "by_country": countries,
                           "targets": [{"target": t, "pass": ok, "value": v} for t, ok, v in targets]}, indent=2))
         return 0
     print(f"fundus: {len(pages)} pages, newsbeam commit {commit or 'unknown'} (working tree as imported), {date}")
@@ -231,11 +238,14 @@ def main(argv: list[str] | None = None) -> int:
         r = result[q]
         print(f"{label:<20} {r['f1']:>6.4f} {r['precision']:>6.4f} {r['recall']:>6.4f} {r['no_text']:>7} "
               f"{speed[s]['docs_per_s']:>7.2f} {speed[s]['ratio']:>6.3f}  {speed[s]['runs']}")
-    print(f"(medians of {args.repeat} interleaved runs; Pool(2) texts identical to 1 process: {pool_texts == texts['newsbeam']})")
+    print(f"(medians of {args.repeat} interleaved runs; ratio = docs/s / trafilatura's docs/s; Pool(2) texts identical"
+          f" to 1 process: {pool_texts == texts['newsbeam']})")
+    print(f"CPU s, 1 process: trafilatura {speed['trafilatura']['cpu_seconds']:.1f}, newsbeam {speed['newsbeam']['cpu_seconds']:.1f}"
+          f" (ratio {cpu_ratio:.3f}; less sensitive than wall time to other load)")
     print(f"pages where newsbeam is more than {WORSE} F1 worse than trafilatura: {len(worse)}")
-    print("worst 10 pages by F1 delta (newsbeam - trafilatura):")
-    for w in worst:
-        print(f"  {w['delta']:+.3f}  {w['publisher']:<24} {w['page']}")
+    print("worst 10 pages by F1 delta (newsbeam - trafilatura), ties by newsbeam's F1:")
+    for w in per_page[:10]:
+        print(f"  {w['delta']:+.3f}  F1 {w['f1_trafilatura']:.3f} -> {w['f1_newsbeam']:.3f}  {w['publisher']:<22} {w['page']}")
     print("F1 by country (pages: trafilatura / newsbeam):")
     cells = [f"{c} ({v['pages']:>2}): {v['trafilatura']:.3f} / {v['newsbeam']:.3f}" for c, v in countries.items()]
     for i in range(0, len(cells), 4):
