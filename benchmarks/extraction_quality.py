@@ -29,7 +29,6 @@ pages are inherited by the workers, only indices and texts cross processes, CHUN
 
 from __future__ import annotations
 
-import argparse
 import functools
 import gzip
 import importlib.util
@@ -53,8 +52,7 @@ import trafilatura  # noqa: E402
 
 from newsbeam.pipeline import extract_cmd  # noqa: E402
 
-DEFAULT_CORPUS = "../shared/corpora/fundus"  # relative to the repository root
-REPO = Path(__file__).resolve().parents[1]
+from corpus import REPO, corpus_or_skip, corpus_parser  # noqa: E402
 TARGETS = {"f1": 0.960, "precision": 0.950}
 WORSE = 0.05  # a page counts as worse when newsbeam's F1 is more than this below trafilatura's
 SPEED = 0.9
@@ -156,17 +154,11 @@ def cross_check(pages: list[dict], texts: dict, ours: dict, corpus: Path) -> str
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", default=str(REPO / DEFAULT_CORPUS), help=f"fundus folder (default: {DEFAULT_CORPUS})")
-    parser.add_argument("--repeat", type=int, default=3, help="timed runs of each side; medians are reported (default 3)")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser = corpus_parser(__doc__.splitlines()[0], default_repeat=3)
     parser.add_argument("--dump", metavar="DIR", help="write each page's texts under DIR")
     args = parser.parse_args(argv)
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
-    corpus = Path(args.corpus)
-    if not (corpus / "manifest.jsonl").is_file():
-        print(f"skipped: {DEFAULT_CORPUS if args.corpus == str(REPO / DEFAULT_CORPUS) else args.corpus} not found; pass --corpus")
+    corpus = corpus_or_skip(parser, args)
+    if corpus is None:
         return 0
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
 

@@ -30,7 +30,6 @@ top 15 entries by cumulative time outside Beam's own code.
 
 from __future__ import annotations
 
-import argparse
 import gzip
 import json
 import logging
@@ -54,8 +53,7 @@ from newsbeam.pipeline.config import RunConfig  # noqa: E402
 from newsbeam.pipeline.job import run_job  # noqa: E402
 from newsbeam.transforms.sources import read_sources  # noqa: E402
 
-DEFAULT_CORPUS = "../shared/corpora/fundus"  # relative to the repository root
-REPO = Path(__file__).resolve().parents[1]
+from corpus import corpus_or_skip, corpus_parser  # noqa: E402
 FEEDS = 4
 QUIET_WORKERS = ["--default_sdk_harness_log_level=ERROR"]  # worker processes log INFO to stderr otherwise
 MODES = {
@@ -151,18 +149,11 @@ def profile_in_process(feeds_list: Path, out: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", default=str(REPO / DEFAULT_CORPUS), help=f"fundus corpus folder (default: {DEFAULT_CORPUS})")
-    parser.add_argument("--repeat", type=int, default=2, help="runs of each mode; medians are reported (default 2)")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON instead of a table")
+    parser = corpus_parser(__doc__.splitlines()[0], default_repeat=2)
     parser.add_argument("--profile", action="store_true", help="also profile one in-process pipeline run")
     args = parser.parse_args(argv)
-    if args.repeat < 1:
-        parser.error("--repeat must be at least 1")
-    corpus = Path(args.corpus)
-    if not (corpus / "manifest.jsonl").is_file():
-        shown = DEFAULT_CORPUS if args.corpus == str(REPO / DEFAULT_CORPUS) else args.corpus
-        print(f"skipped: {shown} not found; pass --corpus")
+    corpus = corpus_or_skip(parser, args)
+    if corpus is None:
         return 0
 
     pages = load_pages(corpus)
