@@ -44,6 +44,12 @@ def test_bundled_sample_runs_offline(tmp_path):
     assert set(articles.language) == {"en", "de"}
     assert (articles.extraction_method == "feed_content").sum() == 1
     assert not articles.text.str.contains("Subscribe|Sign up|All rights reserved|Northwind Wire\\) --").any()
+    # The sample's pages declare article:published_time; the copy credits its (fictional) agency.
+    assert set(articles.published_at_source) == {"meta"}
+    assert str(articles.paywalled.dtype) == "bool" and not articles.paywalled.any()
+    assert (articles.schema_version == 2).all()
+    wire_story = articles.set_index("title").loc["Fire destroys net store on Kettleby's East Quay"]
+    assert wire_story.wire == "Northwind Wire" and list(wire_story.authors) == ["Ilse Marrow"]
 
 
 def test_default_out_is_newsbeam_data_in_the_working_folder(tmp_path):
