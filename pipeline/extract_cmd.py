@@ -12,7 +12,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from newsbeam.transforms.chrome import learn_source_chrome, strip_document
+from newsbeam.transforms.chrome import strip_source
 from newsbeam.transforms.extract import ExtractionError, extract_document
 from newsbeam.transforms.normalise import normalise_article
 
@@ -28,13 +28,10 @@ def clean_pages(pages: list[tuple[bytes, str]]) -> list[dict | ExtractionError]:
             docs.append(extract_document(html, url))
         except ExtractionError as exc:
             docs.append(exc)
-    learned = learn_source_chrome(d["text"] for d in docs if isinstance(d, dict))
-    boilerplate = learned.boilerplate()
+    _, results = strip_source([d for d in docs if isinstance(d, dict)])
+    stripped = iter(doc for doc, _ in results)
     fetched_at = datetime.now(timezone.utc)
-    return [
-        normalise_article({**strip_document(d, boilerplate)[0], "fetched_at": fetched_at}) if isinstance(d, dict) else d
-        for d in docs
-    ]
+    return [normalise_article({**next(stripped), "fetched_at": fetched_at}) if isinstance(d, dict) else d for d in docs]
 
 
 def read_page(path: Path) -> bytes:

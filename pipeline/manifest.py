@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import platform
 from importlib import metadata
 
-import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics.metric import MetricsFilter
 
 from newsbeam.schemas import SCHEMA_VERSION, TABLES
 from newsbeam.transforms.metrics import NAMESPACE
-from newsbeam.transforms.write import run_files_pattern, write_json
+from newsbeam.transforms.write import parquet_rows, run_files_pattern, write_json
 
 _PACKAGES = ("newsbeam", "apache-beam", "feedparser", "trafilatura", "pyarrow", "py3langid")
 
@@ -53,8 +51,7 @@ def written_tables(out: str, run_id: str) -> dict:
         files, rows = [], 0
         matches = FileSystems.match([run_files_pattern(out, table, run_id)])[0].metadata_list
         for match in sorted(matches, key=lambda m: m.path):
-            with FileSystems.open(match.path, compression_type="uncompressed") as f:
-                n = pq.ParquetFile(io.BytesIO(f.read())).metadata.num_rows
+            n = parquet_rows(match.path)
             files.append({"path": match.path, "rows": n})
             rows += n
         tables[table] = {"rows": rows, "files": files}

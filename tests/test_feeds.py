@@ -255,3 +255,10 @@ def test_json_feed_is_parsed():
     )
     entries, _ = parse(body, url="http://news.example.com/feed.json", content_type="application/feed+json")
     assert entries[0]["link"] == "http://news.example.com/asia/1.html"
+
+
+def test_links_resolve_against_where_a_redirected_feed_was_found():
+    body = b"<rss version='2.0'><channel><title>t</title><item><title>a</title><link>story.html</link></item></channel></rss>"
+    entries, _ = parse_feed(body, "http://old.example/rss/feed.xml", {}, base_url="http://new.example/news/feed.xml")
+    assert entries[0]["link"] == "http://new.example/news/story.html"
+    assert entries[0]["feed_url"] == "http://old.example/rss/feed.xml"

@@ -60,11 +60,11 @@ def test_text_list_skips_comments_and_blank_lines(tmp_path):
 
 
 def test_text_list_resolves_relative_paths_against_its_folder(tmp_path):
-    text = "feeds/world.xml\n../shared/asia.xml\n"
+    text = "feeds/world.xml\n../common/asia.xml\n"
     specs = parse_sources(text, str(tmp_path / "lists" / "feeds.txt"))
     assert [s["url"] for s in specs] == [
         (tmp_path / "lists" / "feeds" / "world.xml").as_uri(),
-        (tmp_path / "shared" / "asia.xml").as_uri(),
+        (tmp_path / "common" / "asia.xml").as_uri(),
     ]
 
 

@@ -47,14 +47,13 @@ _PROMPTS = [
     r"-?\s*advertisement\b.{0,40}|sponsored( content)?",
     r"click here to .{0,80}",
     r"this (article|story|content) is (only )?(available|for) (to )?(subscribers|members).{0,40}",
-    r"via (ap|afp|reuters|bloomberg|dpa|pa) news ?wire",
 ]
 _PROMPT = re.compile(r"^(?:" + "|".join(_PROMPTS) + r")$", re.IGNORECASE)
 # Tail markers after which the rest is paywall/promo chrome if it is all short lines.
 _PAYWALL = re.compile(r"^(sign up to read|subscribe to (read|continue)|already a (member|subscriber))", re.IGNORECASE)
 # A prompt with its button label glued on by extraction: "... in your inbox by 7am. Subscribe".
 _BUTTON_TAIL = re.compile(r"[.!?:]\s+(Subscribe|Sign up|Sign in|Log in|Register|Join now|Try it free)( now)?$")
-CTA_LINE_WORDS = 25
+LONG_PROMPT_WORDS = 25  # button-tailed prompts and credit formulas run this long
 _WIRE_SLUG = re.compile(r"^[a-z]{2,8}(?:-[a-z]{2,8})*(?:/[a-z]{2,8}(?:-[a-z]{2,8})*)+$")
 # A notice, not a sentence about copyright: a © sign, "(c)", or "Copyright" followed by a sign or a year.
 _COPYRIGHT = re.compile(
@@ -122,10 +121,17 @@ _AGENCY_WORDS = re.compile(r"\b(wire|news agency|press agency|presse-agentur|nac
 
 
 def agency(name: str | None) -> str | None:
-    """The wire agency a name stands for: the canonical name of a known one, the name itself of another."""
+    """The wire agency a name stands for: the canonical name of a known one, the name itself of another.
+
+    Abbreviations match in their own case ("AP", "dpa"), so "ap" in a credit line written in
+    another case is tried upper- and lower-cased too.
+    """
     name = (name or "").strip()
-    known = next((wire for wire, pattern in _AGENCY_OF if pattern.match(name)), None)
-    return known or (name if _AGENCY_WORDS.search(name) and len(name) <= 40 else None)
+    for candidate in dict.fromkeys((name, name.upper(), name.lower())):
+        known = next((wire for wire, pattern in _AGENCY_OF if pattern.match(candidate)), None)
+        if known:
+            return known
+    return name if _AGENCY_WORDS.search(name) and len(name) <= 40 else None
 
 
 class Stripped(NamedTuple):
@@ -141,7 +147,7 @@ def _short(line: str) -> bool:
 
 def _is_chrome(line: str) -> bool:
     stripped = line.strip()
-    if len(stripped.split()) <= CTA_LINE_WORDS and _BUTTON_TAIL.search(stripped):
+    if len(stripped.split()) <= LONG_PROMPT_WORDS and _BUTTON_TAIL.search(stripped):
         return True
     if not _short(stripped):
         return False
@@ -209,8 +215,9 @@ def strip_chrome(text: str, titles=(), authors=(), boilerplate: frozenset = froz
     lines = [line for line in lines if line]
     removed: list[str] = []
     if boilerplate:
-        removed = [line for line in lines if line_key(line) in boilerplate]
-        lines = [line for line in lines if line_key(line) not in boilerplate]
+        learned = [line_key(line) in boilerplate for line in lines]
+        removed = [line for line, drop in zip(lines, learned) if drop]
+        lines = [line for line, drop in zip(lines, learned) if not drop]
     wires: list[str] = [w for w in map(agency, authors or ()) if w]
     paywalled = False
     for i, line in enumerate(lines):
@@ -224,10 +231,9 @@ def strip_chrome(text: str, titles=(), authors=(), boilerplate: frozenset = froz
         credit = _AGENCY_LINE.match(line) if _short(line) or line.startswith("(") else None
         if credit:
             name = credit.group(1) or credit.group(2)
-            # A credit line in any case ("Via AP news wire"); "(Reporting by …)" is Reuters' form.
-            wires.append(agency(name) or agency(name.upper()) or agency(name.lower()) if name else "Reuters")
+            wires.append(agency(name) if name else "Reuters")  # "(Reporting by …)" is Reuters' form
             removed.append(line)
-        elif _short(line) and _CREDIT_LINE.match(line) or len(line.split()) <= 25 and _CREDIT_LINE.match(line):
+        elif len(line.split()) <= LONG_PROMPT_WORDS and _CREDIT_LINE.match(line):
             named = _NAMED_AGENCY.search(line)
             wires.append(agency(named.group(1)) if named else None)
             removed.append(line)
@@ -274,6 +280,16 @@ def strip_document(doc: dict, boilerplate: frozenset = frozenset()) -> tuple[dic
     """strip_chrome on a pipeline document, with the headlines and authors it carries."""
     stripped = strip_chrome(doc["text"], (doc.get("title"), *doc.get("page_titles", ())), doc.get("authors"), boilerplate)
     return with_stripped(doc, stripped), stripped
+
+
+def strip_source(docs: list[dict], known: SourceChrome | None = None) -> tuple[SourceChrome, list[tuple[dict, Stripped]]]:
+    """One source's documents without chrome: what they repeat (with what earlier runs knew) goes too.
+
+    Returns what these documents taught, and each document with its Stripped result.
+    """
+    learned = learn_source_chrome(d["text"] for d in docs)
+    boilerplate = (known or SourceChrome()).merged(learned).boilerplate()
+    return learned, [strip_document(doc, boilerplate) for doc in docs]
 
 
 def state_rows(source: str, learned: SourceChrome, known: SourceChrome) -> list[dict]:
@@ -327,14 +343,11 @@ LEARNED = "learned"
 class _LearnAndStripFn(beam.DoFn):
     def process(self, keyed, stored):
         source, docs = keyed
-        docs = list(docs)
         known = stored.get(source) or SourceChrome()
-        learned = learn_source_chrome(d["text"] for d in docs)
-        boilerplate = known.merged(learned).boilerplate()
+        learned, results = strip_source(list(docs), known)
         for row in state_rows(source, learned, known):
             yield beam.pvalue.TaggedOutput(LEARNED, row)
-        for doc in docs:
-            doc, stripped = strip_document(doc, boilerplate)
+        for doc, stripped in results:
             if stripped.removed:
                 count("chrome_lines_removed", len(stripped.removed))
             if stripped.text:

@@ -30,8 +30,13 @@ class FeedError(Exception):
         self.message = message
 
 
-def parse_feed(body: bytes, feed_url: str, spec: dict, content_type: str = "") -> tuple[list[dict], list[str]]:
-    """Entries of a feed document and the warnings it raised; FeedError when it is no feed at all."""
+def parse_feed(
+    body: bytes, feed_url: str, spec: dict, content_type: str = "", base_url: str | None = None
+) -> tuple[list[dict], list[str]]:
+    """Entries of a feed document and the warnings it raised; FeedError when it is no feed at all.
+
+    Relative links resolve against `base_url`, where the feed was found after redirects (default `feed_url`).
+    """
     headers = {"content-type": content_type} if content_type else {}
     parsed = feedparser.parse(body, response_headers=headers, sanitize_html=True, resolve_relative_uris=False)
     problem = parsed.get("bozo_exception")
@@ -46,10 +51,10 @@ def parse_feed(body: bytes, feed_url: str, spec: dict, content_type: str = "") -
     source = spec.get("name") or feed.get("title") or urlsplit(feed_url).hostname or feed_url
     language = spec.get("language") or feed.get("language")
     items = parsed.entries[: spec["max_entries"]] if spec.get("max_entries") else parsed.entries
-    return [_entry(item, feed_url, source, language) for item in items], warnings
+    return [_entry(item, feed_url, base_url or feed_url, source, language) for item in items], warnings
 
 
-def _entry(item, feed_url: str, source: str, language: str | None) -> dict:
+def _entry(item, feed_url: str, base_url: str, source: str, language: str | None) -> dict:
     link = item.get("link") or next(
         (l.get("href") for l in item.get("links", []) if l.get("rel") in (None, "alternate") and l.get("href")), None
     )
@@ -60,7 +65,7 @@ def _entry(item, feed_url: str, source: str, language: str | None) -> dict:
     if not authors and item.get("author"):
         authors = [item["author"]]
     return {
-        "link": urljoin(feed_url, link.strip()) if link else None,
+        "link": urljoin(base_url, link.strip()) if link else None,
         "feed_url": feed_url,
         "source": source,
         "title": item.get("title"),
@@ -113,7 +118,7 @@ class _FetchFeedFn(beam.DoFn):
         url = spec["url"]
         try:
             response = self._client.get(url, accept=FEED_ACCEPT)
-            entries, warnings = parse_feed(response.body, response.final_url, spec, response.content_type)
+            entries, warnings = parse_feed(response.body, url, spec, response.content_type, base_url=response.final_url)
         except FetchError as exc:
             count("feeds_failed")
             yield _feed_error("fetch_feed", exc.error, exc.message, url, exc.http_status)
@@ -130,7 +135,6 @@ class _FetchFeedFn(beam.DoFn):
         if warnings:
             count("feeds_malformed_kept")
         for entry in entries:
-            entry = {**entry, "feed_url": url}
             count("entries_discovered")
             if entry["link"]:
                 yield entry

@@ -142,7 +142,7 @@ def normalise_article(doc: dict) -> dict:
         "text": text,
         "title": normalise_text(doc.get("title") or "").replace("\n", " ") or None,
         "summary": normalise_text(doc.get("summary") or "") or None,
-        "authors": [normalise_text(a) for a in doc.get("authors") or [] if normalise_text(a)],
+        "authors": [a for a in map(normalise_text, doc.get("authors") or []) if a],
         "canonical_url": canonical,
         "article_id": article_id(canonical),
         "published_at": published,

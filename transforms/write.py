@@ -53,10 +53,15 @@ def write_file(path: str, data: bytes, expected_rows: int) -> None:
     with FileSystems.create(tmp) as f:
         f.write(data)
     FileSystems.rename([tmp], [path])
-    with FileSystems.open(path, compression_type="uncompressed") as f:
-        rows = pq.ParquetFile(io.BytesIO(f.read())).metadata.num_rows
+    rows = parquet_rows(path)
     if rows != expected_rows:
         raise IOError(f"{path} has {rows} rows after writing, expected {expected_rows}")
+
+
+def parquet_rows(path: str) -> int:
+    """Row count from a written file's footer: reading it back proves the file is whole."""
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        return pq.read_metadata(f).num_rows
 
 
 def table_dir(out: str, table: str) -> str:
@@ -75,12 +80,15 @@ def run_files_pattern(out: str, table: str, run_id: str, temporary: bool = False
 
 def read_key_columns(out: str, table: str, columns: list[str], exclude_run_id: str) -> list[dict]:
     """Key columns of earlier runs' rows (never the text), for deduplication against them."""
+    return _earlier_rows(table_dir(out, table), columns, exclude_run_id, partitioning="hive")
+
+
+def _earlier_rows(folder: str, columns: list[str], exclude_run_id: str, partitioning=None) -> list[dict]:
     import pyarrow.dataset as ds
 
-    folder = table_dir(out, table)
     if not FileSystems.exists(folder):
         return []
-    dataset = ds.dataset(folder, format="parquet", partitioning="hive")
+    dataset = ds.dataset(folder, format="parquet", partitioning=partitioning)
     if not dataset.files:
         return []
     return dataset.to_table(columns=columns, filter=ds.field("run_id") != exclude_run_id).to_pylist()
@@ -162,14 +170,8 @@ def state_dir(out: str, name: str) -> str:
 
 def read_state(out: str, name: str, exclude_run_id: str) -> list[dict]:
     """State rows earlier runs kept beside the dataset."""
-    import pyarrow.dataset as ds
-
-    folder = state_dir(out, name)
-    if not FileSystems.exists(folder):
-        return []
-    dataset = ds.dataset(folder, format="parquet")
     columns = [c for c in STATE[name].names if c not in ("run_id", "schema_version")]
-    return dataset.to_table(columns=columns, filter=ds.field("run_id") != exclude_run_id).to_pylist() if dataset.files else []
+    return _earlier_rows(state_dir(out, name), columns, exclude_run_id)
 
 
 class WriteState(beam.PTransform):
