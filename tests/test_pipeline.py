@@ -188,3 +188,12 @@ def test_a_copy_of_an_article_stored_by_an_earlier_run_is_a_duplicate(web, tmp_p
     assert list(duplicates.url) == [copy] and duplicates.tier.item() == "exact" and duplicates.duplicate_of.item() == kept
     assert manifest["links"] | {} == {"discovered": 2, "articles": 0, "duplicates": 1, "errors": 0, "already_stored": 1, "balanced": True}
     assert len(read(out, "articles")) == 1
+
+
+def test_manifest_times_the_costly_stages(first_run):
+    _, _, manifest = first_run
+    stages, counts = manifest["timings"]["stages"], manifest["counts"]
+    assert stages["fetch_feed_ms"]["count"] == counts["feeds_fetched"]
+    assert stages["fetch_page_ms"]["count"] == counts["pages_fetched"]
+    extracted = sum(v for k, v in counts.items() if k.startswith("extracted_"))
+    assert stages["extract_ms"]["count"] == extracted > 0

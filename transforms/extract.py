@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html as htmllib
 import re
+import time
 from urllib.parse import urljoin, urlsplit
 
 import apache_beam as beam
@@ -22,7 +23,7 @@ from trafilatura.utils import load_html
 
 from newsbeam.transforms.errors import ERRORS, fail_entries, internal_error
 from newsbeam.transforms.metadata import clean_authors, page_metadata
-from newsbeam.transforms.metrics import count
+from newsbeam.transforms.metrics import count, observe_ms
 from newsbeam.transforms.page_layout import body_text
 
 # Below this many words trafilatura has found a caption or a teaser, not a body.
@@ -120,6 +121,7 @@ class Extract(beam.PTransform):
 class _ExtractFn(beam.DoFn):
     def process(self, page):
         entry = page["entries"][0]
+        started = time.perf_counter()
         try:
             doc = extract_document(page["html"], page["final_url"], entry)
         except ExtractionError as exc:
@@ -130,6 +132,7 @@ class _ExtractFn(beam.DoFn):
             count("extract_failed")
             yield from fail_entries(page["entries"], "extract", "internal_error", internal_error(exc), page["http_status"])
             return
+        observe_ms("extract_ms", started)
         count(f"extracted_{doc['extraction_method']}")
         yield {
             **doc,

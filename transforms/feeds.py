@@ -9,6 +9,7 @@ warning and its entries go on.
 from __future__ import annotations
 
 import calendar
+import time
 from datetime import datetime, timezone
 from urllib.parse import urljoin, urlsplit
 
@@ -18,7 +19,7 @@ import feedparser
 from newsbeam.schemas import error_row
 from newsbeam.transforms.errors import ERRORS, fail_entries, internal_error
 from newsbeam.transforms.http import FetchError, FetchSettings, HttpClient
-from newsbeam.transforms.metrics import count
+from newsbeam.transforms.metrics import count, observe_ms
 
 FEED_ACCEPT = "application/rss+xml, application/atom+xml, application/rdf+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
 
@@ -116,9 +117,11 @@ class _FetchFeedFn(beam.DoFn):
 
     def process(self, spec):
         url = spec["url"]
+        started = time.perf_counter()
         try:
             response = self._client.get(url, accept=FEED_ACCEPT)
             entries, warnings = parse_feed(response.body, url, spec, response.content_type, base_url=response.final_url)
+            observe_ms("fetch_feed_ms", started)
         except FetchError as exc:
             count("feeds_failed")
             yield _feed_error("fetch_feed", exc.error, exc.message, url, exc.http_status)

@@ -8,13 +8,14 @@ error row, so each discovered link ends somewhere.
 
 from __future__ import annotations
 
+import time
 from urllib.parse import urlsplit
 
 import apache_beam as beam
 
 from newsbeam.transforms.errors import ERRORS, fail_entries, internal_error
 from newsbeam.transforms.http import FetchError, FetchSettings, HttpClient
-from newsbeam.transforms.metrics import count
+from newsbeam.transforms.metrics import count, observe_ms
 from newsbeam.transforms.normalise import canonical_url
 
 PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
@@ -87,6 +88,7 @@ class _FetchPageFn(beam.DoFn):
         entries = sorted(entries, key=lambda e: (e["link"] != key, e["feed_url"], e["link"]))
         primary = entries[0]
         count("links_unique")
+        started = time.perf_counter()
         try:
             why = refusal(primary)
             if why:
@@ -108,6 +110,7 @@ class _FetchPageFn(beam.DoFn):
             yield from fail_entries(entries, "fetch_page", "internal_error", internal_error(exc))
             return
         count("pages_fetched")
+        observe_ms("fetch_page_ms", started)
         yield {
             "link_key": key,
             "entries": entries,
