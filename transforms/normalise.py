@@ -31,7 +31,6 @@ _TRACKING_PARAMS = re.compile(
 LANGUAGE_SAMPLE_CHARS = 1500
 _WORD = re.compile(r"\w+", re.UNICODE)
 _SPACES = re.compile(r"[^\S\n]+")
-_BLANK_LINES = re.compile(r"\n{2,}")
 _INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060\ufeff"), None)
 
 
