@@ -1,7 +1,7 @@
 """Counters for every stage: Beam metrics, plus a live tally for local progress display.
 
 Beam's metrics are only readable once a local run ends, so each worker process also
-writes its running tally to a small JSON file (at most once a second) in the folder
+writes its running tally to a small JSON file (at most every FLUSH_SECONDS) in the folder
 named by NEWSBEAM_PROGRESS_DIR, which the launcher reads to show progress. Call
 ``count`` from ``process()`` only: Beam drops increments made from other threads.
 """
@@ -17,6 +17,7 @@ from apache_beam.metrics import Metrics
 
 NAMESPACE = "newsbeam"
 PROGRESS_DIR_ENV = "NEWSBEAM_PROGRESS_DIR"
+FLUSH_SECONDS = 0.25  # a tiny file rewrite; often enough that a short stage still shows
 
 _beam_counters: dict = {}
 _tallies: dict[str, Counter] = {}
@@ -35,9 +36,9 @@ def count(name: str, n: int = 1) -> None:
         _flush(folder)
 
 
-def _flush(folder: str, force: bool = False) -> None:
+def _flush(folder: str) -> None:
     now = time.monotonic()
-    if not force and now - _last_flush.get(folder, 0.0) < 1.0:
+    if now - _last_flush.get(folder, 0.0) < FLUSH_SECONDS:
         return
     _last_flush[folder] = now
     path = os.path.join(folder, f"{os.getpid()}.json")
