@@ -15,10 +15,12 @@ The metric is the project's: word 4-gram multisets, per-page precision and recal
 pages, F1 from the two averages (an empty prediction of an empty truth is perfect). It is
 implemented here and cross-checked once against ../shared/tools/shingle_f1.py when that exists.
 
-Speed: all pages are read and decompressed first; then each side runs over the whole corpus under
-time.perf_counter, --repeat times interleaved (trafilatura, newsbeam, newsbeam on a Pool of 2, ...),
-and medians are reported as docs/s and as ratios to trafilatura's docs/s (plus the 1-process sides'
-CPU seconds, which other load on a shared machine disturbs less than wall time). The pool is started (by
+Speed: all pages are read and decompressed first. In each of --repeat rounds the two 1-process sides
+run over the corpus publisher by publisher, taking turns at going first, each publisher's pages timed
+under time.perf_counter (whole-corpus runs one after the other were at the mercy of load that came and
+went on a shared machine: the same code measured 0.96x and 0.59x), then newsbeam runs over the whole
+corpus on a Pool of 2. Medians are reported as docs/s and as ratios to trafilatura's docs/s (plus the
+1-process sides' CPU seconds). The pool is started (by
 fork, after one untimed pass of both sides that also gives the texts scored) and warmed before timing;
 pages are inherited by the workers, only indices and texts cross processes, CHUNK publishers a task.
 
@@ -138,6 +140,19 @@ def timed(fn) -> tuple[float, float]:
     return time.perf_counter() - t0, time.process_time() - c0
 
 
+def timed_one_process(round_no: int) -> dict[str, tuple[float, float]]:
+    """Wall and CPU seconds of both 1-process sides over the corpus, timed publisher by publisher and
+    taking turns at going first, so that load coming and going on the machine falls on both alike."""
+    run = {"trafilatura": lambda source: [trafilatura_text(p) for p in source], "newsbeam": newsbeam_texts}
+    totals = {side: [0.0, 0.0] for side in SIDES}
+    for i, source in enumerate(_SOURCES):
+        for side in SIDES if (i + round_no) % 2 == 0 else SIDES[::-1]:
+            wall, cpu = timed(functools.partial(run[side], source))
+            totals[side][0] += wall
+            totals[side][1] += cpu
+    return {side: (wall, cpu) for side, (wall, cpu) in totals.items()}
+
+
 def cross_check(pages: list[dict], texts: dict, ours: dict, corpus: Path) -> str:
     for tool in (corpus.resolve().parent.parent / "tools" / "shingle_f1.py", REPO.parent / "shared" / "tools" / "shingle_f1.py"):
         if tool.is_file():
@@ -177,8 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         pool_map = functools.partial(pool.map, chunksize=CHUNK)
         pool_texts = newsbeam_run(pool_map)  # untimed: warms the workers, and their texts must match
         for i in range(args.repeat):
-            seconds["trafilatura"].append(timed(lambda: [trafilatura_text(p) for p in pages]))
-            seconds["newsbeam"].append(timed(newsbeam_run))
+            for side, wall_cpu in timed_one_process(i).items():
+                seconds[side].append(wall_cpu)
             seconds["newsbeam_pool2"].append(timed(lambda: newsbeam_run(pool_map)))
             print(f"round {i + 1}/{args.repeat}: " + ", ".join(f"{k} {v[-1][0]:.1f} s" for k, v in seconds.items()), file=sys.stderr)
     speed = {}
@@ -230,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         r = result[q]
         print(f"{label:<20} {r['f1']:>6.4f} {r['precision']:>6.4f} {r['recall']:>6.4f} {r['no_text']:>7} "
               f"{speed[s]['docs_per_s']:>7.2f} {speed[s]['ratio']:>6.3f}  {speed[s]['runs']}")
-    print(f"(medians of {args.repeat} interleaved runs; ratio = docs/s / trafilatura's docs/s; Pool(2) texts identical"
+    print(f"(medians of {args.repeat} rounds, 1-process sides interleaved by publisher; ratio = docs/s / trafilatura's docs/s; Pool(2) texts identical"
           f" to 1 process: {pool_texts == texts['newsbeam']})")
     print(f"CPU s, 1 process: trafilatura {speed['trafilatura']['cpu_seconds']:.1f}, newsbeam {speed['newsbeam']['cpu_seconds']:.1f}"
           f" (ratio {cpu_ratio:.3f}; less sensitive than wall time to other load)")

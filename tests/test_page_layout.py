@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import trafilatura
-from trafilatura.utils import load_html
+from newsbeam.transforms.extract import load_page as load_html
 
 from newsbeam.transforms.page_layout import body_text, trace_lines, with_lead
 from newsweb import body_paragraphs
@@ -69,3 +69,22 @@ def test_lead_shown_on_the_page_is_put_back_once():
 def test_lead_not_shown_on_the_page_is_not_invented():
     assert with_lead("\n".join(BODY), LEAD, visible="nothing like it") == "\n".join(BODY)
     assert with_lead("\n".join(BODY), "Too short to lead.", visible="Too short to lead.") == "\n".join(BODY)
+
+
+def test_the_pipelines_parser_gives_trafilatura_the_same_body_as_its_own():
+    from trafilatura.utils import load_html as trafilatura_load_html
+
+    html = page(inside_end="<form><label>Name</label><input name='q'><select><option>One</option></select></form>")
+    ours, theirs = load_html(html), trafilatura_load_html(html)
+    assert trafilatura.bare_extraction(ours).text == trafilatura.bare_extraction(theirs).text
+    assert all(type(el) is type(ours) for el in ours.iter())  # no per-element class lookup
+
+
+def test_the_pipelines_parser_decodes_and_refuses_like_trafilatura():
+    legacy = "<html><head><meta charset='windows-1252'></head><body><p>Caf\u00e9 cr\u00e8me \u2013 r\u00e9sum\u00e9</p><p>x</p></body></html>"
+    tree = load_html(legacy.encode("cp1252"))
+    assert "Caf\u00e9 cr\u00e8me \u2013 r\u00e9sum\u00e9" in tree.text_content()
+    declared = "<?xml version='1.0' encoding='utf-8'?><html><body><p>Declared</p><p>twice</p></body></html>"
+    assert "Declared" in load_html(declared).text_content()  # lxml refuses a str with a declaration; bytes it takes
+    assert load_html(b"just some words, no markup") is None
+    assert load_html(b"   ") is None

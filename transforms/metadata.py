@@ -13,6 +13,7 @@ import warnings
 from datetime import datetime, timezone
 
 from dateutil import parser as dateparser
+from lxml import etree
 
 _ARTICLE_TYPES = {"article", "newsarticle", "reportagenewsarticle", "analysisnewsarticle", "blogposting",
                   "opinionnewsarticle", "backgroundnewsarticle", "reviewnewsarticle", "liveblogposting",
@@ -48,9 +49,18 @@ def parse_date(value) -> datetime | None:
     return dt if 1990 <= dt.year <= 2100 else None
 
 
+# Compiled once: compiling an XPath costs about as much as running it on a page.
+_JSONLD_SCRIPTS = etree.XPath('//script[@type="application/ld+json"]')
+_METAS = etree.XPath("//meta[@content]")
+_ITEMPROP_DATES = etree.XPath("//time[@itemprop=$prop]/@datetime | //*[@itemprop=$prop]/@content")
+_CANONICAL = etree.XPath('//link[@rel="canonical"]/@href')
+_TITLE_TEXT = etree.XPath("//title/text()")
+_H1 = etree.XPath("//h1")
+
+
 def _jsonld_objects(tree) -> list[dict]:
     found = []
-    for script in tree.xpath('//script[@type="application/ld+json"]'):
+    for script in _JSONLD_SCRIPTS(tree):
         raw = (script.text or "").strip()
         if not raw:
             continue
@@ -89,7 +99,7 @@ def _names(value) -> list[str]:
 
 def _meta(tree) -> dict[str, str]:
     metas = {}
-    for node in tree.xpath("//meta[@content]"):
+    for node in _METAS(tree):
         key = (node.get("property") or node.get("name") or node.get("itemprop") or node.get("http-equiv") or "").strip().lower()
         if key and key not in metas:
             metas[key] = node.get("content").strip()
@@ -107,12 +117,12 @@ def page_metadata(tree, url: str = "") -> dict:
     published, published_source = _first_date(
         (article.get("datePublished"), "jsonld"),
         *((metas.get(k), "meta") for k in _PUBLISHED_META),
-        *((t, "time") for t in tree.xpath('//time[@itemprop="datePublished"]/@datetime | //*[@itemprop="datePublished"]/@content')),
+        *((t, "time") for t in _ITEMPROP_DATES(tree, prop="datePublished")),
     )
     updated, updated_source = _first_date(
         (article.get("dateModified"), "jsonld"),
         *((metas.get(k), "meta") for k in _UPDATED_META),
-        *((t, "time") for t in tree.xpath('//time[@itemprop="dateModified"]/@datetime | //*[@itemprop="dateModified"]/@content')),
+        *((t, "time") for t in _ITEMPROP_DATES(tree, prop="dateModified")),
     )
     url_date = None
     match = _URL_DATE.search(url or "")
@@ -125,11 +135,11 @@ def page_metadata(tree, url: str = "") -> dict:
     authors = _names(article.get("author")) or [metas[k] for k in ("author", "article:author", "dc.creator", "byl", "sailthru.author") if metas.get(k) and not metas[k].startswith("http")]
     html_lang = (tree.get("lang") or tree.get("xml:lang") or "").strip() or None
     accessible = article.get("isAccessibleForFree")
-    canonical = next(iter(tree.xpath('//link[@rel="canonical"]/@href')), None) or metas.get("og:url")
-    html_title = next((" ".join(t.split()) for t in tree.xpath("//title/text()") if t.strip()), None)
+    canonical = next(iter(_CANONICAL(tree)), None) or metas.get("og:url")
+    html_title = next((" ".join(t.split()) for t in _TITLE_TEXT(tree) if t.strip()), None)
     title = metas.get("og:title") or (article.get("headline") if isinstance(article.get("headline"), str) else None)
     title = title or _without_site_suffix(html_title)
-    headline = next((" ".join(h.text_content().split()) for h in tree.xpath("//h1") if h.text_content().strip()), None)
+    headline = next((" ".join(h.text_content().split()) for h in _H1(tree) if h.text_content().strip()), None)
     return {
         "title": title,
         "headline": headline,

