@@ -228,3 +228,61 @@ def test_wire_credit_lines_are_removed_and_name_the_agency(credit, wire):
 def test_a_sentence_starting_with_source_is_kept():
     line = "Source: the ministry said the figures would be revised next month."
     assert strip_chrome(f"{BODY_LINE}\n{line}").text == f"{BODY_LINE}\n{line}"
+
+
+STORY = [
+    "The harbour board voted on Tuesday to rebuild the old pier after two winters of storm damage left it closed to walkers.",
+    "Work is due to start in March and the board expects the pier to reopen before the summer season of next year.",
+]
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Photo: AFP",
+        "Fotos: Jane Doe",
+        "Andrea Rossi/Getty Images",
+        "STR/AFP via Getty Images",
+        "Got a story? Get in touch with our news team at newsdesk@example.org.",
+        "— Harbour Watch (@harbourwatch) July 18, 2026",
+        "The pier is closed again tonight. pic.twitter.com/AbC123xyz",
+        "Pier Plan Approved at Last Pier Plan Approved at Last",
+        "Stand: 22.04.2024, 06:00 Uhr",
+        "Updated 15.59 | Published 14.14",
+        "Read more: Storm season",
+        "First published in The Coastal Review.",
+        "Most read in Local News",
+        "Sign up for our morning briefing, delivered every weekday.",
+        "Join the conversation",
+        "- Sign up to our weekend newsletter",
+    ],
+)
+def test_credits_contacts_embeds_cards_stamps_and_prompts_are_chrome(line):
+    """Each is a whole line that tells the reader about the page, not about the story."""
+    assert strip_chrome("\n".join([STORY[0], line, STORY[1]])).text.split("\n") == STORY
+
+
+def test_a_photo_credit_does_not_make_the_story_wire_copy():
+    assert strip_chrome("\n".join([STORY[0], "Photo: AFP", STORY[1]])).wire is None
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "The meeting closed at 19:25 after the vote.",  # a time in a sentence
+        "Talks resumed on 12.05.2024 in Geneva and went on late.",
+        "Who will pay for it? The board says the town will.",  # a question that is prose
+        "Image quality was the main complaint of the inspectors, the report found, though the repairs were cheap.",
+        "Yes, yes.",  # too short to be a doubled title
+    ],
+)
+def test_sentences_like_the_new_rules_are_kept(line):
+    lines = [STORY[0], line, STORY[1]]
+    assert strip_chrome("\n".join(lines)).text.split("\n") == lines
+
+
+def test_a_last_line_announcing_what_extraction_left_out_is_removed():
+    text = "\n".join(STORY + ["Follow the latest on our live blog:"])
+    assert strip_chrome(text).text.split("\n") == STORY
+    inner = [STORY[0], "The board listed three reasons:", STORY[1]]
+    assert strip_chrome("\n".join(inner)).text.split("\n") == inner  # not the last line: what it announces follows

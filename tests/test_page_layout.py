@@ -88,3 +88,25 @@ def test_the_pipelines_parser_decodes_and_refuses_like_trafilatura():
     assert "Declared" in load_html(declared).text_content()  # lxml refuses a str with a declaration; bytes it takes
     assert load_html(b"just some words, no markup") is None
     assert load_html(b"   ") is None
+
+
+def page_with_middle(middle: str) -> bytes:
+    """The article page with `middle` between its third and fourth paragraphs."""
+    paras = [f"<p>{p}</p>" for p in BODY]
+    return page().replace("".join(paras).encode(), "".join(paras[:3] + [middle] + paras[3:]).encode())
+
+
+def test_an_embedded_social_post_in_mid_text_is_dropped():
+    tweet = ("<blockquote class='twitter-tweet'><p lang='en'>The pier is closed again tonight and the council says it will "
+             "stay shut until the engineers have finished their survey of the damage.</p>&mdash; Harbour Watch "
+             "(@harbourwatch) <a href='https://twitter.com/x/status/1'>July 18, 2026</a></blockquote>")
+    assert clean(page_with_middle(tweet)) == BODY
+
+
+def test_a_short_label_repeated_in_the_body_is_dropped_but_a_repeated_sentence_is_kept():
+    label = "<p>Load the interactive map</p>"
+    html = page_with_middle(label + "<p>A map of the closed section.</p>" + label)
+    assert clean(html) == BODY[:3] + ["A map of the closed section."] + BODY[3:]
+    refrain = "<p>The pier stays shut.</p>"
+    html = page_with_middle(refrain + "<p>A map of the closed section.</p>" + refrain)
+    assert clean(html).count("The pier stays shut.") == 2

@@ -47,6 +47,12 @@ _PROMPTS = [
     r"-?\s*advertisement\b.{0,40}|sponsored( content)?",
     r"click here to .{0,80}",
     r"this (article|story|content) is (only )?(available|for) (to )?(subscribers|members).{0,40}",
+    r"(read|see) (more|also)\s*:.{0,80}",
+    r"(first|originally) published (in|on|by) .{0,80}",
+    r"for more (stories|news|articles) like this.{0,60}",
+    r"most (read|popular|viewed|shared)( in .{0,40})?",
+    r"sign up (for|to) .{0,100}",
+    r"join (our|the) .{0,80}",
 ]
 _PROMPT = re.compile(r"^(?:" + "|".join(_PROMPTS) + r")$", re.IGNORECASE)
 # Tail markers after which the rest is paywall/promo chrome if it is all short lines.
@@ -113,6 +119,25 @@ _CREDIT_LINE = re.compile(
     rf"\(?(?:{_AGENCY_NAMES})(?:/[\w-]{{1,12}})+\)?|mit (?:agentur|agenturen)material|mit material (?:von|der|des) .{{2,60}})\.?$",
     re.IGNORECASE,
 )
+# A photo credit: "Photo: AFP", "Fotos: Jane Doe", "Jane Doe/Getty Images", "STR/AFP via Getty Images".
+# Not a wire credit: a photo from an agency says nothing of who wrote the text.
+_PHOTO_CREDIT = re.compile(
+    r"^(?:photos?|images?|pictures?|fotos?|bild(?:er)?|fotografie|illustrations?|grafik|credits?)\s*:\s*\S.{0,60}$|"
+    rf"(?:/|\bvia\s)(?:getty images|shutterstock|imago|istock|alamy|picture alliance|epa|keystone|{_AGENCY_NAMES})"
+    r"[\w /-]{0,30}$",
+    re.IGNORECASE,
+)
+CREDIT_WORDS = 10
+# A line that gives an e-mail address is a contact box or an author's bio ("Got a story? Email …").
+_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
+CONTACT_WORDS = 25
+# What an embedded social post leaves: its attribution ("— Name (@handle) July 18, 2026") or a
+# text ending in its picture link.
+_EMBEDDED_POST = re.compile(r"^[—–-]\s*.{1,80}\(@\w{1,15}\)\s+\w+\.?\s+\d{1,2},?\s+\d{4}$|\bpic\.twitter\.com/\w+$")
+# Time stamps of the page, not of the story: "Stand: 22.04.2024, 06:00 Uhr", "Uppdaterad 15.59 | Publicerad 14.14".
+_CLOCK_OR_DATE = re.compile(r"\d{1,2}[.:/]\d{1,2}(?:[.:/]\d{2,4})?")
+TIMESTAMP_WORDS = 8
+_SENTENCE_END = re.compile(r"[!?…\"'”“»«)\]。！？」』]$|[^\W\d_]\.$")  # "… 2024." is a date, not a sentence
 _NAMED_AGENCY = re.compile(rf"\b({_AGENCY_NAMES})\b")
 _COPYRIGHT_AGENCY = re.compile(rf"(?:©|\(c\)|copyright)\s*\d{{0,4}}\s*(?:the\s+)?({_AGENCY_NAMES})\b", re.IGNORECASE)
 
@@ -145,13 +170,33 @@ def _short(line: str) -> bool:
     return len(line.split()) <= SHORT_LINE_WORDS
 
 
+def _timestamp(line: str, words: list[str]) -> bool:
+    """A short line mostly of dates and clock times, with no sentence in it."""
+    if len(words) > TIMESTAMP_WORDS or not _CLOCK_OR_DATE.search(line) or _SENTENCE_END.search(line):
+        return False
+    return sum(bool(_CLOCK_OR_DATE.search(w)) or w.strip(",.").isdigit() for w in words) >= 0.4 * len(words)
+
+
+def _doubled(words: list[str]) -> bool:
+    """A teaser card's title twice over (image text, then heading): "Tax row deepens Tax row deepens"."""
+    half = len(words) // 2
+    return len(words) >= 4 and len(words) % 2 == 0 and words[:half] == words[half:]
+
+
 def _is_chrome(line: str) -> bool:
     stripped = line.strip()
-    if len(stripped.split()) <= LONG_PROMPT_WORDS and _BUTTON_TAIL.search(stripped):
+    words = stripped.split()
+    if len(words) <= LONG_PROMPT_WORDS and _BUTTON_TAIL.search(stripped):
+        return True
+    if len(words) <= CONTACT_WORDS and _EMAIL.search(stripped) or _EMBEDDED_POST.search(stripped):
+        return True
+    if len(words) <= CREDIT_WORDS and _PHOTO_CREDIT.search(stripped):
+        return True
+    if _doubled(words) or _timestamp(stripped, words):
         return True
     if not _short(stripped):
         return False
-    return bool(_PROMPT.match(stripped) or _WIRE_SLUG.match(stripped) or _COPYRIGHT.match(stripped))
+    return bool(_PROMPT.match(stripped.lstrip("-–•* ")) or _WIRE_SLUG.match(stripped) or _COPYRIGHT.match(stripped))
 
 
 def _same_words(a: str, b: str) -> bool:
@@ -247,6 +292,9 @@ def strip_chrome(text: str, titles=(), authors=(), boilerplate: frozenset = froz
                 wires.append(agency(copyright_.group(1)))
         else:
             kept.append(line)
+    # A last line that announces what follows ("Read our live blog:") announces something extraction left out.
+    if len(kept) > 1 and kept[-1].endswith(":") and len(kept[-1].split()) <= CONTACT_WORDS:
+        removed.append(kept.pop())
     # The headline repeated near the top, with the kicker and section labels above it.
     for i, line in enumerate(kept[:HEADLINE_SEARCH_LINES]):
         if any(_same_words(line, t) for t in titles if t):

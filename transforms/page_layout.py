@@ -25,6 +25,8 @@ _CUE = re.compile(
     r"caption|credit|byline|author|related|share|social|newsletter|promo|teaser|tag|meta|copyright|subscri|"
     r"recommend|advert|footer|bio|date|more|info|source"
 )
+# The class names of the embed codes social platforms hand out: a post quoted in the page, not its text.
+_EMBED = re.compile(r"twitter-tweet|instagram-media|tiktok-embed|fb-post|bluesky-embed|reddit-embed|threads-post")
 _BLOCKS = {"p", "li", "h1", "h2", "h3", "h4", "h5", "h6", "div", "td", "figcaption", "blockquote", "dd", "dt",
            "section", "article", "span", "header", "footer", "aside"}
 _STOP = {"body", "html", "main", "article"}
@@ -37,6 +39,7 @@ CAPTION_WORDS = 30
 BEFORE_WORDS = 12
 CONTAINER_SHARE = 0.8  # the article container holds this share of the body's words
 PAGE_REPEATS = 3  # a line the body repeats this often is a placeholder, not prose
+LABEL_REPEATS, LABEL_WORDS = 2, 8  # a short label ("Read more", "Click to load the map") repeated at all
 LEAD_MIN_WORDS = 8
 
 
@@ -95,6 +98,7 @@ class BodyLine:
     cues: set = field(default_factory=set)
     link_density: float = 0.0
     inside_link: bool = False
+    embedded: bool = False
 
 
 def _describe(line: BodyLine, link_density: dict) -> None:
@@ -111,6 +115,7 @@ def _describe(line: BodyLine, link_density: dict) -> None:
         names = f"{el.get('class') or ''} {el.get('id') or ''}".strip().lower()
         if names:
             line.cues.update(_CUE.findall(names))
+            line.embedded = line.embedded or bool(_EMBED.search(names))
         if block is None and tag in _BLOCKS:
             block = el
         el, depth = el.getparent(), depth + 1
@@ -189,6 +194,8 @@ def layout_chrome(line: BodyLine, i: int, n: int, titles, after: bool, before: b
         return "links"
     if line.inside_link:
         return "teaser link"
+    if line.embedded:
+        return "embedded post"
     if edge and line.words <= EDGE_WORDS and not _CLOSING.search(line.text) and (
         LAYOUT_CHROME & line.ancestors or line.cues or line.link_density >= 0.5
     ):
@@ -215,8 +222,12 @@ def body_text(tree, body, titles=(), description: str | None = None) -> str:
     ]
     keys = [" ".join(_words(text)) for text in kept]
     counts = Counter(key for key in keys if " " in key)  # lines of two words or more
-    kept = [text for text, key in zip(kept, keys) if counts[key] < PAGE_REPEATS]
+    kept = [text for text, key in zip(kept, keys) if counts[key] < PAGE_REPEATS and not _repeated_label(text, key, counts)]
     return with_lead("\n".join(kept), description, visible.text)
+
+
+def _repeated_label(text: str, key: str, counts: Counter) -> bool:
+    return counts[key] >= LABEL_REPEATS and key.count(" ") < LABEL_WORDS and not _CLOSING.search(text)
 
 
 def _shingles(text: str) -> set:
