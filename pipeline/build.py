@@ -20,6 +20,7 @@ def build_pipeline(p: beam.Pipeline, config: RunConfig, stored: StoredState):
     links = beam.pvalue.AsDict(p | "StoredLinks" >> beam.Create(sorted(stored.links.items())))
     hashes = beam.pvalue.AsDict(p | "StoredHashes" >> beam.Create(sorted(stored.hashes.items())))
     chrome = beam.pvalue.AsDict(p | "StoredChrome" >> beam.Create(sorted(stored.chrome.items())))
+    signatures = p | "StoredSignatures" >> beam.Create(stored.signatures)
 
     feeds = p | "ReadSources" >> ReadSources(config.feeds)
     entries = feeds.feeds | "FetchFeeds" >> FetchFeeds(config.fetch)
@@ -27,7 +28,7 @@ def build_pipeline(p: beam.Pipeline, config: RunConfig, stored: StoredState):
     extracted = pages.pages | "Extract" >> Extract()
     stripped = extracted.documents | "StripChrome" >> StripChrome(chrome)
     normalised = stripped.documents | "Normalise" >> Normalise()
-    deduped = normalised.documents | "Dedup" >> Dedup(links, hashes)
+    deduped = normalised.documents | "Dedup" >> Dedup(links, hashes, signatures)
 
     errors = [stage.errors for stage in (feeds, entries, pages, extracted, stripped, normalised)]
     tables = {
@@ -36,4 +37,5 @@ def build_pipeline(p: beam.Pipeline, config: RunConfig, stored: StoredState):
         "errors": errors | "AllErrors" >> beam.Flatten(),
     }
     stripped[LEARNED] | "KeepChromeState" >> WriteState(config.out, config.run_id, "chrome")
+    deduped["signatures"] | "KeepNearState" >> WriteState(config.out, config.run_id, "near")
     return tables | "Write" >> WriteTables(config.out, config.run_id)

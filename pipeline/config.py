@@ -38,6 +38,7 @@ class StoredState:
     links: dict = field(default_factory=dict)
     hashes: dict = field(default_factory=dict)
     chrome: dict = field(default_factory=dict)
+    signatures: list = field(default_factory=list)  # near-state rows of articles within the lookback
 
 
 def sample_feeds_location() -> str:

@@ -16,7 +16,7 @@ from newsbeam.pipeline.config import RunConfig, StoredState
 from newsbeam.pipeline.manifest import beam_metrics, link_accounting, summary_line, write_manifest, written_tables
 from newsbeam.pipeline.progress import ProgressReporter
 from newsbeam.pipeline.runner import is_local, make_runner
-from newsbeam.transforms.dedup import stored_keys
+from newsbeam.transforms.dedup import NEAR_LOOKBACK, stored_keys
 from newsbeam.transforms.metrics import PROGRESS_DIR_ENV
 from newsbeam.transforms.chrome import chrome_from_rows
 from newsbeam.transforms.write import read_key_columns, read_state
@@ -28,7 +28,10 @@ def load_stored_state(out: str, run_id: str) -> StoredState:
         read_key_columns(out, "articles", ["article_id", "url", "canonical_url", "content_hash"], run_id),
         read_key_columns(out, "duplicates", ["url", "canonical_url", "duplicate_of"], run_id),
     )
-    return StoredState(links=links, hashes=hashes, chrome=chrome_from_rows(read_state(out, "chrome", run_id)))
+    since = datetime.now(timezone.utc) - NEAR_LOOKBACK
+    signatures = [row for row in read_state(out, "near", run_id) if row["published_at"] >= since]
+    return StoredState(links=links, hashes=hashes, chrome=chrome_from_rows(read_state(out, "chrome", run_id)),
+                       signatures=signatures)
 
 
 def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: bool = False) -> dict:
@@ -66,7 +69,8 @@ def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: boo
             "beam": options.get_all_options(drop_default=True, retain_unknown_options=True),
         },
         "feeds": len(config.feeds),
-        "stored_before": {"links": len(stored.links), "texts": len(stored.hashes), "chrome_sources": len(stored.chrome)},
+        "stored_before": {"links": len(stored.links), "texts": len(stored.hashes), "chrome_sources": len(stored.chrome),
+                          "near_signatures": len(stored.signatures)},
         "counts": counts,
         "links": link_accounting(counts, tables),
         "tables": tables,

@@ -3,6 +3,7 @@
 from newsbeam.schemas.tables import (
     ARTICLES,
     CHROME_STATE,
+    NEAR_STATE,
     DUPLICATES,
     ERRORS,
     PARTITION_COLUMN,
@@ -15,6 +16,7 @@ from newsbeam.schemas.tables import (
 __all__ = [
     "ARTICLES",
     "CHROME_STATE",
+    "NEAR_STATE",
     "DUPLICATES",
     "ERRORS",
     "PARTITION_COLUMN",

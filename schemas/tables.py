@@ -89,7 +89,21 @@ CHROME_STATE = pa.schema(
     ],
     metadata={"newsbeam.table": "_state/chrome", "newsbeam.schema_version": str(SCHEMA_VERSION)},
 )
-STATE: dict[str, pa.Schema] = {"chrome": CHROME_STATE}
+# near: per kept article, the near tier's MinHash signatures (transforms/similarity.py), so later
+# runs find copies of it without rereading its text.
+NEAR_STATE = pa.schema(
+    [
+        pa.field("article_id", pa.string(), nullable=False),
+        pa.field("published_at", _UTC, nullable=False),
+        pa.field("shingles", pa.int32(), nullable=False),
+        pa.field("full", pa.binary(), nullable=False),
+        pa.field("lead", pa.binary(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("schema_version", pa.int16(), nullable=False),
+    ],
+    metadata={"newsbeam.table": "_state/near", "newsbeam.schema_version": str(SCHEMA_VERSION)},
+)
+STATE: dict[str, pa.Schema] = {"chrome": CHROME_STATE, "near": NEAR_STATE}
 
 
 def error_row(

@@ -14,18 +14,57 @@ TOWNS = ["Marrow Bay", "Kestrel Falls", "Oldhaven", "Pike Crossing", "Linden Val
 TOPICS = ["ferry timetable", "library budget", "flood barrier", "bus depot", "school roof", "harbour dredging", "market hall", "wind farm"]
 
 
+# Four paragraph slots, eight differently worded sentences each: article i uses variant i % 8 in
+# every slot, so two articles of the news web share no sentence (the near-copy tier must not
+# mistake them for copies), while towns, topics and numbers vary too.
+_SLOTS = [
+    [
+        "Councillors in {town} voted {a} to {b} on Tuesday evening to approve the {topic} plan, ending a dispute that had run for {m} months.",
+        "A packed public gallery in {town} watched as the {topic} proposal cleared its final hurdle by {a} votes to {b} late on Wednesday.",
+        "After {m} months of wrangling, {town} has finally settled the future of its {topic}, with members backing the scheme {a}-{b}.",
+        "The long argument over the {topic} in {town} came to an abrupt end on Thursday when only {b} members opposed the revised design.",
+        "Residents of {town} woke on Friday to news that their council had signed off the {topic} overhaul at a specially convened session.",
+        "It took {m} meetings, two petitions and one walkout, but the {topic} scheme for {town} is now approved by a margin of {a} to {b}.",
+        "The mayor of {town} cast the deciding vote on Monday, pushing the contested {topic} project through after hours of debate.",
+        "Officials in {town} confirmed on Saturday that the {topic} works will go ahead following a narrow committee decision.",
+    ],
+    [
+        "The decision commits {k} thousand pounds over three years, according to papers published before the meeting.",
+        "Budget papers show the work costing roughly {k} thousand pounds, most of it borrowed against future rents.",
+        "Finance officers warned that the {k} thousand pound bill could grow if steel prices keep rising through the winter.",
+        "Money for the project, some {k} thousand pounds, will come from reserves that were set aside after the last storm.",
+        "A regional grant covers half of the {k} thousand pound total, with the remainder raised from parking charges.",
+        "Critics pointed out that {k} thousand pounds is more than the town spent on its roads during the whole of last year.",
+        "The treasurer told members that spending {k} thousand pounds now would avoid far larger repair bills later on.",
+        "Contracts worth {k} thousand pounds are expected to be signed before Christmas, subject to a final legal review.",
+    ],
+    [
+        "Opponents of the {topic} scheme said the consultation had been rushed and older residents had no fair chance to respond.",
+        "A residents' group has already hired a solicitor and says it will seek a judicial review of how the vote was held.",
+        "Shop owners on the high street fear months of disruption, and some asked for compensation while the work goes on.",
+        "Environmental campaigners welcomed parts of the plan but questioned whether wildlife surveys had been finished in time.",
+        "Two members who voted against it said the figures had changed three times in a fortnight, which eroded their trust.",
+        "Parents at the nearby primary school raised concerns about lorries passing the gates during the morning run.",
+        "The local fishing association argued that its members had been left out of every stage of the planning process.",
+        "Several speakers at the meeting demanded that the council publish the full engineering report before any digging starts.",
+    ],
+    [
+        "Supporters argued that delay would only raise costs, citing a survey of {s} local businesses that wanted it finished soon.",
+        "The council leader promised quarterly progress reports and said the first phase should be complete by early spring.",
+        "Engineers expect the busiest stretch of the work to last about {m} weeks, with night shifts kept to a minimum.",
+        "A drop-in session for anyone with questions will be held at the community centre on the first Saturday of next month.",
+        "Campaigners who backed the plan from the start said it showed the town could still take hard decisions together.",
+        "The contractor has agreed to hire at least {s} apprentices from the area, a condition added at the last minute.",
+        "Officers will now draw up a detailed timetable, which must be approved by the full council before work can begin.",
+        "Visitors are advised to check the council's website for diversions, which will be updated every Monday morning.",
+    ],
+]
+
+
 def body_paragraphs(i: int, n: int = 4) -> list[str]:
     town, topic = TOWNS[i % len(TOWNS)], TOPICS[(i * 3) % len(TOPICS)]
-    return [
-        f"Councillors in {town} voted {7 + i} to {i % 4} on Tuesday evening to approve the {topic} plan, "
-        f"ending a dispute that had run for {i + 2} months and divided residents along the coast road.",
-        f"The decision commits {(i + 3) * 110} thousand pounds over three years, according to papers published "
-        f"before the meeting, and asks officers in {town} to report back on progress every quarter.",
-        f"Opponents of the {topic} scheme said the consultation had been rushed and that older residents "
-        f"were not given a fair chance to respond before the deadline in late autumn.",
-        f"Supporters argued that delay would only raise costs, pointing to a survey of {40 + i} local businesses "
-        f"that found most wanted the work finished before the summer season begins.",
-    ][:n]
+    values = {"town": town, "topic": topic, "a": 7 + i, "b": i % 4, "m": i + 2, "k": (i + 3) * 110, "s": 40 + i}
+    return [slot[i % len(slot)].format(**values) for slot in _SLOTS][:n]
 
 
 def article_page(title: str, paragraphs: list[str], canonical: str, site: str, published: str | None = None) -> str:

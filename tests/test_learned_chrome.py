@@ -70,7 +70,7 @@ def test_the_pipeline_learns_per_source_and_later_runs_benefit(web, tmp_path):
     assert set(state.source) == {"Tideline"}
 
     # One new page in a later run: alone it is no evidence, but the stored state is.
-    run(web, tmp_path, [(9, page(9))], "second")
+    run(web, tmp_path, [(5, page(5))], "second")
     new = pd.read_parquet(tmp_path / "data" / "articles").query("run_id == 'second'")
     assert len(new) == 1 and "Friday digest" not in new.text.item()
-    assert "Story number 9 ends here" in new.text.item()
+    assert "Story number 5 ends here" in new.text.item()

@@ -197,3 +197,57 @@ def test_manifest_times_the_costly_stages(first_run):
     assert stages["fetch_page_ms"]["count"] == counts["pages_fetched"]
     extracted = sum(v for k, v in counts.items() if k.startswith("extracted_"))
     assert stages["extract_ms"]["count"] == extracted > 0
+
+
+def _edited(paragraphs: list[str], every: int = 19) -> list[str]:
+    """A copy desk's light edits: every `every`-th word changed."""
+    words = " ".join(paragraphs).split(" ")
+    return [" ".join(w if i % every else w.upper() + "s" for i, w in enumerate(words))]
+
+
+def test_near_copies_in_a_run_are_duplicates_of_the_original_and_other_stories_stay(web, tmp_path):
+    from newsweb import article_page, body_paragraphs, rss
+
+    story = body_paragraphs(2) + body_paragraphs(3)[1:]  # a longer original: seven paragraphs
+    pages = {
+        "original": ("Pier to be rebuilt", story, "https://a.example/pier", "2026-11-20T09:00:00+00:00"),
+        "edited": ("Council backs pier plan", _edited(story), "https://b.example/pier-plan", "2026-11-20T11:00:00+00:00"),
+        "truncated": ("Pier plan approved", story[:4] + ["Read the full story at the Alder Post."], "https://c.example/p",
+                      "2026-11-20T12:00:00+00:00"),
+        "other": ("Library budget", body_paragraphs(5), "https://a.example/library", "2026-11-20T10:00:00+00:00"),
+        "old copy": ("Pier (archive)", _edited(story, every=23), "https://d.example/pier-2025", "2026-10-01T09:00:00+00:00"),
+    }
+    links = {name: web.add(f"/{i}.html", article_page(title, paras, canonical, name, published))
+             for i, (name, (title, paras, canonical, published)) in enumerate(pages.items())}
+    (tmp_path / "feeds.txt").write_text(web.add("/feed.xml", rss("Mixed", [{"title": n, "link": u} for n, u in links.items()])) + "\n")
+    out = tmp_path / "data"
+    manifest = run(tmp_path / "feeds.txt", out, "near")
+    articles, duplicates = read(out, "articles"), read(out, "duplicates")
+    kept = articles.set_index("url").article_id
+    assert set(articles.url) == {links["original"], links["other"], links["old copy"]}  # the old copy is outside the window
+    assert set(duplicates.url) == {links["edited"], links["truncated"]}
+    assert set(duplicates.tier) == {"near"} and set(duplicates.duplicate_of) == {kept[links["original"]]}
+    assert duplicates.similarity.between(0.6, 1.0).all()
+    assert manifest["links"]["balanced"] and manifest["counts"]["duplicates_near"] == 2
+    state = pq.read_table(out / "_state" / "near").to_pandas()
+    assert set(state.article_id) == set(articles.article_id) and (state.shingles > 0).all()
+
+
+def test_a_near_copy_of_an_article_stored_by_an_earlier_run_is_found_from_its_signature(web, tmp_path):
+    from newsweb import article_page, body_paragraphs, rss
+    from datetime import datetime, timezone
+
+    now = datetime.now(timezone.utc).isoformat()
+    story = body_paragraphs(6) + body_paragraphs(7)[2:]
+    original = web.add("/orig.html", article_page("Original", story, "https://a.example/orig", "A", now))
+    (tmp_path / "feeds.txt").write_text(web.add("/feed.xml", rss("A", [{"title": "Original", "link": original}])) + "\n")
+    out = tmp_path / "data"
+    run(tmp_path / "feeds.txt", out, "day1")
+    kept = read(out, "articles").article_id.item()
+    copy = web.add("/copy.html", article_page("Edited copy", _edited(story), "https://b.example/copy", "B", now))
+    web.add("/feed.xml", rss("A", [{"title": "Original", "link": original}, {"title": "Copy", "link": copy}]))
+    manifest = run(tmp_path / "feeds.txt", out, "day2")
+    duplicates = read(out, "duplicates")
+    assert list(duplicates.url) == [copy] and duplicates.tier.item() == "near" and duplicates.duplicate_of.item() == kept
+    assert manifest["stored_before"]["near_signatures"] == 1
+    assert manifest["links"]["balanced"] and len(read(out, "articles")) == 1

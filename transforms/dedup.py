@@ -1,26 +1,44 @@
-"""Dedup stage: keep one article per URL and per exact text, within the run and against earlier runs.
+"""Dedup stage: keep one article per URL, per text and per near-copy, within the run and against earlier runs.
 
-Tiers in this module: `url` (the same canonical URL, or another feed entry naming the same
-page) and `exact` (the same normalised text: a syndicated copy in other chrome).
-Which copy is kept, in order: the earliest published, a body extracted from the page over
-one taken from the feed, the longer text, then the smaller canonical URL (so reruns agree).
-Earlier runs are known from the stored tables' key columns only, never their text.
+Tiers, in the order they run:
+
+- `url`: the same canonical URL, or another feed entry naming the same page;
+- `exact`: the same normalised text (a syndicated copy in other chrome);
+- `near`: a copy with edits, another headline or dateline, or cut short ("read the full
+  story"), found by MinHash-LSH over word shingles and verified by Jaccard or containment
+  (transforms/similarity.py), among articles published within NEAR_WINDOW of each other.
+  Copies of copies are not chained: a document is a copy only of a kept document it itself
+  resembles.
+
+Which copy is kept, in order: one not cut short by a paywall (the original over an
+aggregator's teaser), the earliest published, a body extracted from the page over one taken
+from the feed, the longer text, then the smaller canonical URL (so reruns agree).
+Earlier runs are known from the stored tables' key columns and the near tier's signatures
+kept under DIR/_state/near, never their text.
 """
 
 from __future__ import annotations
+
+from datetime import timedelta
 
 import apache_beam as beam
 
 from newsbeam.transforms.metrics import count
 from newsbeam.transforms.normalise import canonical_url
+from newsbeam.transforms.similarity import band_keys, copy_similarity, pick_copies, signature
 
 _FAR_FUTURE = "9999"
+NEAR_WINDOW = timedelta(days=7)  # copies of a story are compared only within this time of each other
+NEAR_LOOKBACK = timedelta(days=30)  # earlier runs' articles published this recently are compared with a run's
+BUCKET_LIMIT = 200  # a band shared by more documents than this compares each only with the best-ranked ones
+BUCKET_HEAD = 50
 
 
 def keep_order(doc: dict) -> tuple:
     """Sort key: the first document in this order is the one kept."""
     published = doc["published_at"].isoformat() if doc.get("published_at") else _FAR_FUTURE
-    return (published, doc["extraction_method"] != "trafilatura", -doc["word_count"], doc["canonical_url"])
+    return (bool(doc.get("paywalled")), published, doc["extraction_method"] != "trafilatura", -doc["word_count"],
+            doc["canonical_url"])
 
 
 def split_kept(docs: list[dict]) -> tuple[dict, list[dict]]:
@@ -90,10 +108,11 @@ def stored_keys(articles, duplicates) -> tuple[dict, dict]:
 class Dedup(beam.PTransform):
     """Normalised documents -> {'articles': article rows, 'duplicates': duplicate rows}."""
 
-    def __init__(self, stored_links, stored_hashes):
+    def __init__(self, stored_links, stored_hashes, stored_signatures):
         super().__init__()
         self._stored_links = stored_links
         self._stored_hashes = stored_hashes
+        self._stored_signatures = stored_signatures  # a PCollection of near-state rows of earlier runs
 
     def expand(self, docs):
         new = docs | "AgainstEarlierRuns" >> beam.ParDo(
@@ -101,14 +120,16 @@ class Dedup(beam.PTransform):
         ).with_outputs("duplicates", main="documents")
         by_url = new.documents | "SameUrl" >> _KeepOne("url", lambda d: d["canonical_url"])
         by_text = by_url.documents | "SameText" >> _KeepOne("exact", lambda d: d["content_hash"])
-        rows = by_text.documents | "ToRows" >> beam.ParDo(_RowsFn()).with_outputs("duplicates", main="articles")
+        by_near = by_text.documents | "NearCopies" >> NearCopies(self._stored_signatures)
+        rows = by_near["documents"] | "ToRows" >> beam.ParDo(_RowsFn()).with_outputs("duplicates", main="articles")
         duplicates = (
             new.duplicates,
             by_url.duplicates,
             by_text.duplicates,
+            by_near["duplicates"],
             rows.duplicates,
         ) | "AllDuplicates" >> beam.Flatten()
-        return {"articles": rows.articles, "duplicates": duplicates}
+        return {"articles": rows.articles, "duplicates": duplicates, "signatures": by_near["signatures"]}
 
 
 class _AgainstStoredFn(beam.DoFn):
@@ -163,3 +184,132 @@ class _RowsFn(beam.DoFn):
             count("duplicates_url", len(extra))
             for row in duplicate_rows(doc, doc["article_id"], "url", entries=extra):
                 yield beam.pvalue.TaggedOutput("duplicates", row)
+
+
+def signature_row(doc: dict) -> dict | None:
+    """What the near tier keeps of a kept article for later runs: its id, time and signature."""
+    sig = doc.get("signature")
+    if sig is None:
+        return None
+    return {"article_id": doc["article_id"], "published_at": _when(doc), "shingles": sig.shingles,
+            "full": sig.full, "lead": sig.lead}
+
+
+def _when(doc: dict):
+    return doc.get("published_at") or doc["fetched_at"]
+
+
+def candidate_pairs(members: list[tuple]) -> list[tuple[tuple, tuple]]:
+    """Pairs of one LSH bucket worth verifying: within NEAR_WINDOW, at least one of this run.
+
+    `members` are (rank, article_id, when, signature, stored) tuples. A bucket larger than
+    BUCKET_LIMIT (a template line shared by a whole site) pairs each member only with the
+    BUCKET_HEAD best-ranked ones, so one bucket cannot cost a quadratic number of checks.
+    """
+    members = sorted(members, key=lambda m: (not m[4], m[0]))  # earlier runs' articles first, then by rank
+    heads = members if len(members) <= BUCKET_LIMIT else members[:BUCKET_HEAD]
+    pairs = []
+    for i, a in enumerate(heads):
+        for b in members[i + 1 :]:
+            if (a[4] and b[4]) or abs(a[2] - b[2]) > NEAR_WINDOW:
+                continue
+            pairs.append((a, b))
+    return pairs
+
+
+def assign_copies(verified: list[tuple]) -> list[tuple[str, str, float]]:
+    """(copy id, kept id, similarity) from all verified pairs of the run: pick_copies over them."""
+    ranks, similar, stored = {}, {}, set()
+    for a, b, sim in verified:
+        for rank, doc_id, is_stored in (a, b):
+            ranks[doc_id] = rank
+            if is_stored:
+                stored.add(doc_id)
+        similar[(a[1], b[1])] = max(sim, similar.get((a[1], b[1]), 0.0))
+    order = sorted(ranks, key=lambda doc_id: (doc_id not in stored, ranks[doc_id]))
+    copies = pick_copies(order, similar, frozenset(stored))
+    return [(copy, kept, sim) for copy, (kept, sim) in sorted(copies.items())]
+
+
+class NearCopies(beam.PTransform):
+    """Documents -> {'documents': kept ones, 'duplicates': rows of tier near, 'signatures': near-state rows}.
+
+    Band keys of this run's documents and of earlier runs' signatures are grouped; each
+    bucket's pairs are verified where they meet; the verified pairs (few: only real copies)
+    are gathered in one place to pick copies without chains; documents are then split.
+    """
+
+    def __init__(self, stored_signatures):
+        super().__init__()
+        self._stored = stored_signatures
+
+    def expand(self, docs):
+        signed = docs | "Sign" >> beam.Map(lambda d: {**d, "signature": signature(d["text"])})
+        new_bands = signed | "BandKeys" >> beam.FlatMap(_band_members)
+        old_bands = self._stored | "StoredBandKeys" >> beam.FlatMap(_stored_band_members)
+        verified = (
+            (new_bands, old_bands)
+            | "AllBands" >> beam.Flatten()
+            | "GroupBands" >> beam.GroupByKey()
+            | "VerifyPairs" >> beam.FlatMap(_verified_pairs)
+            | "OncePerPair" >> beam.CombinePerKey(max)
+            | "AsTuples" >> beam.Map(lambda kv: (kv[0][0], kv[0][1], kv[1]))
+        )
+        assignments = (
+            verified
+            | "AllPairs" >> beam.combiners.ToList()
+            | "PickCopies" >> beam.FlatMap(assign_copies)
+            | "ByCopy" >> beam.Map(lambda t: (t[0], (t[1], t[2])))
+        )
+        split = (
+            {"doc": signed | "ById" >> beam.Map(lambda d: (d["article_id"], d)), "copy_of": assignments}
+            | "JoinAssignments" >> beam.CoGroupByKey()
+            | "Split" >> beam.ParDo(_SplitNearFn()).with_outputs("duplicates", "signatures", main="documents")
+        )
+        return {"documents": split.documents, "duplicates": split.duplicates, "signatures": split.signatures}
+
+
+def _band_members(doc: dict):
+    sig = doc["signature"]
+    if sig is None:
+        return
+    member = (keep_order(doc), doc["article_id"], _when(doc), sig, False)
+    for key in band_keys(sig):
+        yield key, member
+
+
+def _stored_band_members(row: dict):
+    from newsbeam.transforms.similarity import Signature
+
+    sig = Signature(row["shingles"], row["full"], row["lead"])
+    member = ((), row["article_id"], row["published_at"], sig, True)
+    for key in band_keys(sig):
+        yield key, member
+
+
+def _verified_pairs(keyed):
+    _, members = keyed
+    members = list(members)
+    if len(members) < 2:
+        return
+    for a, b in candidate_pairs(members):
+        sim = copy_similarity(a[3], b[3])
+        if sim is not None:
+            yield ((a[0], a[1], a[4]), (b[0], b[1], b[4])), sim
+
+
+class _SplitNearFn(beam.DoFn):
+    def process(self, joined):
+        _, grouped = joined
+        for doc in grouped["doc"]:
+            copy_of = list(grouped["copy_of"])
+            if copy_of:
+                kept_id, sim = copy_of[0]
+                count("duplicates_near", len(doc["entries"]))
+                for row in duplicate_rows(doc, kept_id, "near", sim):
+                    yield beam.pvalue.TaggedOutput("duplicates", row)
+                continue
+            row = signature_row(doc)
+            if row is not None:
+                yield beam.pvalue.TaggedOutput("signatures", row)
+            yield doc
