@@ -15,12 +15,16 @@ a small second set; everything below is about the rest. The labelled set is buil
   full story"), edited (4-6% of the words replaced by another word of the text, deleted, or followed
   by an inserted one), dateline ("PARIS — " and the like added, or the body's own removed),
   truncated+edited, and headline+chrome+edited;
-- hard negatives, each its own true cluster: `names`, another body B of the same country whose
-  capitalised phrases (people, places, organisations; not sentence-initial words) are replaced by
-  those of the original A, rank by frequency, published 1-48 h after A; `passage`, B followed by a
-  background paragraph of A (at most a quarter of the result), likewise; and the corpus's own pairs
-  of different articles by one publisher. A `names` or `passage` document is B's text, so its pairs
-  with B's cluster are left out of the scores (shown apart); its pairs with A's cluster count.
+- hard negatives, each its own true cluster, published 1-48 h after the original A whose cluster they
+  must stay out of: `names`, another body B (of A's country where one fits) whose capitalised phrases
+  (people, places, organisations; not words opening a sentence or line) are replaced by A's, most
+  frequent for most frequent; `passage`, B followed by one background paragraph of A (at most a
+  quarter of the result); `recap`, B under A's opening paragraphs (a follow-up recapping the first
+  story: at most a quarter of A and a third of the result); and the corpus's own pairs of different
+  articles by one publisher. B is published more than the window (plus 50 h) away from A, so a
+  negative never meets B's own cluster; pairs of documents made from one text but in different
+  clusters (two negatives built on the same B) are left out of the scores. The corpus holds one
+  article twice (SAME_ARTICLE: two crawls of one Taz page, one paragraph apart), scored as one cluster.
 
 The tier runs as the pipeline will: signature and band_keys of every text; candidate pairs only
 from shared band keys (a bucket of more than BUCKET_CAP documents is skipped and reported); only
@@ -31,11 +35,17 @@ one true cluster. Pairwise precision and recall are over all document pairs; per
 is over the true pairs that have a copy of that variant in them, and "grouped" is the share of the
 variant's copies in their original's group. True pairs missed are put down to the first stage that
 lost them: no signature, no shared band key, outside the window, not verified, or verified but
-parted by pick_copies (no chains: a copy of a copy that does not resemble the kept original).
+parted by pick_copies (no chains: a copy of a copy that does not resemble the kept original stays
+an article; a copy goes to the kept document it scores highest with). The short set has no negatives.
+
+"Closest hard negatives" gives the margin whatever the window: the highest Jaccard, containment and
+lead Jaccard of each negative kind against every document of its donor's cluster.
 
 Speed: signature + band_keys over all labelled texts in one process, median docs/s of --repeat
 runs. The sweep re-verifies the same candidates with NEAR_JACCARD, NEAR_CONTAINMENT and NEAR_LEAD of
-transforms/similarity.py set in-process one at a time (restored afterwards).
+transforms/similarity.py set in-process (one at a time, then the COMBINED rows; restored afterwards);
+the band sweep recomputes the band keys at other BAND_ROWS (read by band_keys at call time) with the
+thresholds as they are, and gives the share of true pairs that become candidates.
 
     python benchmarks/near_dup_quality.py [--corpus PATH] [--repeat N] [--json] [--seed N] [--show N]
 """
@@ -568,7 +578,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"speed: signature + band_keys {timing['docs_per_s']:.0f} docs/s in one process ({timing['docs']} texts, mean"
           f" {timing['mean_words']:.0f} words; median of {args.repeat} runs {timing['runs']} s); verification"
           f" {r['verify_pairs_per_s']:.0f} pairs/s")
-    print("sweep (one threshold varied, the others at their defaults; negatives grouped = names + passage + same publisher):")
+    print("sweep (one threshold varied, the others as above, then combined rows; negs = hard negatives grouped with their"
+          " donor's cluster + same-publisher pairs grouped):")
     print(f"  {'varied':<17} {'J':>5} {'C':>5} {'L':>5} {'P':>7} {'R':>7} {'false':>6} {'verified':>8} {'negs':>5}  worst variant (pair recall)")
     for row in table:
         print(f"  {row['varied']:<17} {row['NEAR_JACCARD']:>5.2f} {row['NEAR_CONTAINMENT']:>5.2f} {row['NEAR_LEAD']:>5.2f}"

@@ -35,11 +35,11 @@ def test_bundled_sample_runs_offline(tmp_path):
     assert "run sample complete" in result.stdout
     manifest = json.loads((tmp_path / "data" / "runs" / "sample.json").read_text())
     assert manifest["links"]["balanced"] and manifest["sample"] is True
-    # The sample's README promises: 12 links, 9 articles, a URL and an exact duplicate, one missing page.
-    assert manifest["links"]["discovered"] == 12
+    # The sample's README promises: 13 links, 9 articles, a URL, an exact and a near duplicate, one missing page.
+    assert manifest["links"]["discovered"] == 13
     articles = pd.read_parquet(tmp_path / "data" / "articles")
     assert len(articles) == 9
-    assert sorted(pd.read_parquet(tmp_path / "data" / "duplicates").tier) == ["exact", "url"]
+    assert sorted(pd.read_parquet(tmp_path / "data" / "duplicates").tier) == ["exact", "near", "url"]
     assert list(pd.read_parquet(tmp_path / "data" / "errors").stage) == ["fetch_page"]
     assert set(articles.language) == {"en", "de"}
     assert (articles.extraction_method == "feed_content").sum() == 1
