@@ -74,3 +74,13 @@ def test_the_pipeline_learns_per_source_and_later_runs_benefit(web, tmp_path):
     new = pd.read_parquet(tmp_path / "data" / "articles").query("run_id == 'second'")
     assert len(new) == 1 and "Friday digest" not in new.text.item()
     assert "Story number 5 ends here" in new.text.item()
+
+
+def test_copies_of_one_article_in_a_source_do_not_teach_its_short_paragraphs_as_chrome():
+    long_paragraph, short_paragraph = " ".join(body_paragraphs(2)[:2]), "Anwar chairs the regional bloc this year."
+    copies = [f"{long_paragraph}\n{short_paragraph}\n{PROMO}", f"{short_paragraph}\n{long_paragraph}\n{PROMO}",
+              f"{long_paragraph}\n{short_paragraph}"]
+    others = [f"{body_paragraphs(i)[0]}\n{PROMO}" for i in (3, 4)]
+    boilerplate = learn_source_chrome(copies + others).boilerplate()
+    assert line_key(short_paragraph) not in boilerplate  # three copies of one story are one page's evidence
+    assert line_key(PROMO) in boilerplate  # the promo is on three different stories

@@ -239,13 +239,21 @@ class SourceChrome:
 
 
 def learn_source_chrome(texts) -> SourceChrome:
-    """Line repetition over one source's documents; identical texts (copies) count once."""
-    learned, seen = SourceChrome(), set()
+    """Line repetition over one source's documents; copies of one article count once.
+
+    A copy is a text seen before, or one sharing a paragraph too long to be chrome with an
+    earlier text: a feed that lists one story three times must not teach that the story's
+    short paragraphs are boilerplate.
+    """
+    learned, seen, seen_long = SourceChrome(), set(), set()
     for text in texts:
         digest = hashlib.blake2b(text.encode("utf-8"), digest_size=16).digest()
-        if digest not in seen:
-            seen.add(digest)
-            learned.add(text)
+        long_keys = {line_key(line) for line in text.split("\n") if len(line.split()) > MAX_LEARNED_WORDS}
+        if digest in seen or long_keys & seen_long:
+            continue
+        seen.add(digest)
+        seen_long |= long_keys
+        learned.add(text)
     return learned
 
 

@@ -33,8 +33,9 @@ LEAD_SHINGLES = 100  # the opening's signature: about the first 100 words
 MIN_SHINGLES = 10  # shorter texts have too few shingles for an estimate; only exact tiers see them
 
 NEAR_JACCARD = 0.6  # a copy of the whole text, with edits
-NEAR_CONTAINMENT = 0.7  # a truncated copy: this share of the shorter text is in the longer one
-NEAR_LEAD = 0.5  # ... and their openings agree this well (5% edited words alone take it to about 0.65)
+NEAR_CONTAINMENT = 0.6  # a truncated copy: this share of the shorter text is in the longer one,
+NEAR_LEAD = 0.6  # ... this share of the shorter opening is in the other opening,
+CONTAINMENT_MIN_JACCARD = 0.15  # ... and a Jaccard estimate above noise (at 0.04, one equal slot moves C by 0.15)
 
 _WORD = re.compile(r"\w+")
 _MASK32 = np.uint64(0xFFFFFFFF)
@@ -108,26 +109,29 @@ def jaccard(a: Signature, b: Signature, which: str = "full") -> float:
     return float(np.mean(a.values(which) == b.values(which)))
 
 
-def containment(j: float, a: Signature, b: Signature) -> float:
+def containment(j: float, a: Signature, b: Signature, which: str = "full") -> float:
     """Estimated share of the shorter text's shingles found in the longer one, from a Jaccard estimate.
 
-    |A∩B| = J(|A|+|B|)/(1+J), so the shorter side's share is that over min(|A|, |B|).
+    |A∩B| = J(|A|+|B|)/(1+J), so the shorter side's share is that over min(|A|, |B|). The
+    openings' sets hold at most LEAD_SHINGLES shingles each.
     """
-    return min(1.0, j * (a.shingles + b.shingles) / ((1 + j) * min(a.shingles, b.shingles)))
+    size_a, size_b = (a.shingles, b.shingles) if which == "full" else (min(a.shingles, LEAD_SHINGLES), min(b.shingles, LEAD_SHINGLES))
+    return min(1.0, j * (size_a + size_b) / ((1 + j) * min(size_a, size_b)))
 
 
 def copy_similarity(a: Signature, b: Signature) -> float | None:
-    """How alike two texts are if one is a copy of the other (edited, truncated), else None.
+    """How much of the shorter text is in the longer if one is a copy of the other (edited, truncated), else None.
 
     A copy of the whole text: estimated Jaccard >= NEAR_JACCARD. A truncated copy: the shorter
-    text is mostly inside the longer (containment >= NEAR_CONTAINMENT) and the two open alike
-    (lead Jaccard >= NEAR_LEAD), which keeps a short text that merely shares a passage out.
+    text is mostly inside the longer (containment >= NEAR_CONTAINMENT) and so is the shorter
+    opening inside the other opening (>= NEAR_LEAD), which keeps out a short text that merely
+    quotes a passage from further down the longer one.
     """
     j = jaccard(a, b)
+    c = containment(j, a, b)  # >= j always: one scale for both kinds of copy
     if j >= NEAR_JACCARD:
-        return round(j, 4)
-    c = containment(j, a, b)
-    if c >= NEAR_CONTAINMENT and jaccard(a, b, "lead") >= NEAR_LEAD:
+        return round(c, 4)
+    if j >= CONTAINMENT_MIN_JACCARD and c >= NEAR_CONTAINMENT and containment(jaccard(a, b, "lead"), a, b, "lead") >= NEAR_LEAD:
         return round(c, 4)
     return None
 
