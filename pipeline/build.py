@@ -21,6 +21,7 @@ def build_pipeline(p: beam.Pipeline, config: RunConfig, stored: StoredState):
     hashes = beam.pvalue.AsDict(p | "StoredHashes" >> beam.Create(sorted(stored.hashes.items())))
     chrome = beam.pvalue.AsDict(p | "StoredChrome" >> beam.Create(sorted(stored.chrome.items())))
     signatures = p | "StoredSignatures" >> beam.Create(stored.signatures)
+    stories = p | "StoredStories" >> beam.Create(stored.stories)
 
     feeds = p | "ReadSources" >> ReadSources(config.feeds)
     entries = feeds.feeds | "FetchFeeds" >> FetchFeeds(config.fetch)
@@ -28,7 +29,7 @@ def build_pipeline(p: beam.Pipeline, config: RunConfig, stored: StoredState):
     extracted = pages.pages | "Extract" >> Extract()
     stripped = extracted.documents | "StripChrome" >> StripChrome(chrome)
     normalised = stripped.documents | "Normalise" >> Normalise()
-    deduped = normalised.documents | "Dedup" >> Dedup(links, hashes, signatures)
+    deduped = normalised.documents | "Dedup" >> Dedup(links, hashes, signatures, stories)
 
     errors = [stage.errors for stage in (feeds, entries, pages, extracted, stripped, normalised)]
     tables = {
@@ -38,4 +39,5 @@ def build_pipeline(p: beam.Pipeline, config: RunConfig, stored: StoredState):
     }
     stripped[LEARNED] | "KeepChromeState" >> WriteState(config.out, config.run_id, "chrome")
     deduped["signatures"] | "KeepNearState" >> WriteState(config.out, config.run_id, "near")
+    deduped["stories"] | "KeepStoryState" >> WriteState(config.out, config.run_id, "story")
     return tables | "Write" >> WriteTables(config.out, config.run_id)

@@ -39,6 +39,7 @@ class StoredState:
     hashes: dict = field(default_factory=dict)
     chrome: dict = field(default_factory=dict)
     signatures: list = field(default_factory=list)  # near-state rows of articles within the lookback
+    stories: list = field(default_factory=list)  # story-state rows of articles within the story gap
 
 
 def sample_feeds_location() -> str:

@@ -17,6 +17,7 @@ from newsbeam.pipeline.manifest import beam_metrics, link_accounting, summary_li
 from newsbeam.pipeline.progress import ProgressReporter
 from newsbeam.pipeline.runner import is_local, make_runner
 from newsbeam.transforms.dedup import NEAR_LOOKBACK, stored_keys
+from newsbeam.transforms.stories import MAX_STORY_GAP
 from newsbeam.transforms.metrics import PROGRESS_DIR_ENV
 from newsbeam.transforms.chrome import chrome_from_rows
 from newsbeam.transforms.write import read_key_columns, read_state
@@ -30,8 +31,10 @@ def load_stored_state(out: str, run_id: str) -> StoredState:
     )
     since = datetime.now(timezone.utc) - NEAR_LOOKBACK
     signatures = [row for row in read_state(out, "near", run_id) if row["published_at"] >= since]
+    story_since = datetime.now(timezone.utc) - MAX_STORY_GAP
+    stories = [row for row in read_state(out, "story", run_id) if row["published_at"] >= story_since]
     return StoredState(links=links, hashes=hashes, chrome=chrome_from_rows(read_state(out, "chrome", run_id)),
-                       signatures=signatures)
+                       signatures=signatures, stories=stories)
 
 
 def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: bool = False) -> dict:
@@ -70,7 +73,7 @@ def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: boo
         },
         "feeds": len(config.feeds),
         "stored_before": {"links": len(stored.links), "texts": len(stored.hashes), "chrome_sources": len(stored.chrome),
-                          "near_signatures": len(stored.signatures)},
+                          "near_signatures": len(stored.signatures), "stories": len(stored.stories)},
         "counts": counts,
         "links": link_accounting(counts, tables),
         "tables": tables,

@@ -103,7 +103,22 @@ NEAR_STATE = pa.schema(
     ],
     metadata={"newsbeam.table": "_state/near", "newsbeam.schema_version": str(SCHEMA_VERSION)},
 )
-STATE: dict[str, pa.Schema] = {"chrome": CHROME_STATE, "near": NEAR_STATE}
+# story: per kept article, its story id and the story tier's features (transforms/stories.py), so a
+# story that continues into later runs keeps its id.
+STORY_STATE = pa.schema(
+    [
+        pa.field("article_id", pa.string(), nullable=False),
+        pa.field("story_id", pa.string(), nullable=False),
+        pa.field("published_at", _UTC, nullable=False),
+        pa.field("names", pa.list_(pa.string()), nullable=False),
+        pa.field("terms", pa.list_(pa.string()), nullable=False),
+        pa.field("counts", pa.list_(pa.int32()), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("schema_version", pa.int16(), nullable=False),
+    ],
+    metadata={"newsbeam.table": "_state/story", "newsbeam.schema_version": str(SCHEMA_VERSION)},
+)
+STATE: dict[str, pa.Schema] = {"chrome": CHROME_STATE, "near": NEAR_STATE, "story": STORY_STATE}
 
 
 def error_row(

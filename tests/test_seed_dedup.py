@@ -1,9 +1,10 @@
-"""The seeds through the whole pipeline, each also reached as copies in other sites' chrome.
+"""The seeds through the whole pipeline, each also reached as copies in other sites' chrome (issue 4).
 
 001 (an aggregator's copy of an AP story) and 003 (a rewrite of it) are different texts of one
 event; 000 and 002 are different events with the same actors. Served on loopback with a copy
 of each seed in another site's chrome under another headline, and a cut-short teaser of each:
-every copy must collapse into its seed's article, and the four seeds must stay four articles.
+every copy must collapse into its seed's article, the four seeds must stay four articles, and
+001 and 003 must share a story_id that 000 and 002 do not.
 """
 
 from __future__ import annotations
@@ -54,4 +55,9 @@ def test_copies_of_the_seeds_in_other_chrome_collapse_and_the_seeds_stay_apart(w
         rows = duplicates[duplicates.url.isin(group)]
         assert len(rows) == 2 and set(rows.duplicate_of) == {kept[kept_url]}, (name, rows[["url", "tier"]])
     assert set(duplicates.tier) <= {"exact", "near"}
+    # The story tier: 003 rewrites 001 (one event, one story); 000 and 002 are other events.
+    story = {name: articles.set_index("url").story_id[next(u for u in (seed_links[name], *copy_links[name]) if u in kept.index)]
+             for name in seed_links}
+    assert story["001-aggregator-ap.html"] == story["003-rewrite.html"]
+    assert len({story["000-afp.html"], story["002-bloomberg.html"], story["001-aggregator-ap.html"]}) == 3
     assert manifest["links"]["balanced"]

@@ -26,6 +26,7 @@ import apache_beam as beam
 from newsbeam.transforms.metrics import count
 from newsbeam.transforms.normalise import canonical_url
 from newsbeam.transforms.similarity import band_keys, copy_similarity, pick_copies, signature
+from newsbeam.transforms.stories import StoryFeatures, assign_stories, story_features
 
 _FAR_FUTURE = "9999"
 NEAR_WINDOW = timedelta(days=7)  # copies of a story are compared only within this time of each other
@@ -81,7 +82,7 @@ def article_row(doc: dict) -> dict:
         "language": doc["language"],
         "word_count": doc["word_count"],
         "content_hash": doc["content_hash"],
-        "story_id": doc["article_id"],
+        "story_id": doc.get("story_id") or doc["article_id"],
         "extraction_method": doc["extraction_method"],
         "wire": doc.get("wire"),
         "paywalled": bool(doc.get("paywalled")),
@@ -108,11 +109,12 @@ def stored_keys(articles, duplicates) -> tuple[dict, dict]:
 class Dedup(beam.PTransform):
     """Normalised documents -> {'articles': article rows, 'duplicates': duplicate rows}."""
 
-    def __init__(self, stored_links, stored_hashes, stored_signatures):
+    def __init__(self, stored_links, stored_hashes, stored_signatures, stored_stories):
         super().__init__()
         self._stored_links = stored_links
         self._stored_hashes = stored_hashes
-        self._stored_signatures = stored_signatures  # a PCollection of near-state rows of earlier runs
+        self._stored_signatures = stored_signatures  # PCollections of earlier runs' near- and story-state rows
+        self._stored_stories = stored_stories
 
     def expand(self, docs):
         new = docs | "AgainstEarlierRuns" >> beam.ParDo(
@@ -121,7 +123,8 @@ class Dedup(beam.PTransform):
         by_url = new.documents | "SameUrl" >> _KeepOne("url", lambda d: d["canonical_url"])
         by_text = by_url.documents | "SameText" >> _KeepOne("exact", lambda d: d["content_hash"])
         by_near = by_text.documents | "NearCopies" >> NearCopies(self._stored_signatures)
-        rows = by_near["documents"] | "ToRows" >> beam.ParDo(_RowsFn()).with_outputs("duplicates", main="articles")
+        storied = by_near["documents"] | "Stories" >> AssignStories(self._stored_stories)
+        rows = storied["documents"] | "ToRows" >> beam.ParDo(_RowsFn()).with_outputs("duplicates", main="articles")
         duplicates = (
             new.duplicates,
             by_url.duplicates,
@@ -129,7 +132,8 @@ class Dedup(beam.PTransform):
             by_near["duplicates"],
             rows.duplicates,
         ) | "AllDuplicates" >> beam.Flatten()
-        return {"articles": rows.articles, "duplicates": duplicates, "signatures": by_near["signatures"]}
+        return {"articles": rows.articles, "duplicates": duplicates, "signatures": by_near["signatures"],
+                "stories": storied["stories"]}
 
 
 class _AgainstStoredFn(beam.DoFn):
@@ -313,3 +317,58 @@ class _SplitNearFn(beam.DoFn):
             if row is not None:
                 yield beam.pvalue.TaggedOutput("signatures", row)
             yield doc
+
+
+class AssignStories(beam.PTransform):
+    """Kept documents -> {'documents': the same with `story_id`, 'stories': story-state rows}.
+
+    The story tier (transforms/stories.py) runs over this run's kept articles and earlier runs'
+    stored features (which keep their story ids) in one place: a run's articles are few, and
+    the features are small.
+    """
+
+    def __init__(self, stored_stories):
+        super().__init__()
+        self._stored = stored_stories
+
+    def expand(self, docs):
+        featured = docs | "StoryFeatures" >> beam.Map(lambda d: {**d, "story": story_features(d["text"], d.get("title"))})
+        new = featured | "NewInputs" >> beam.Map(lambda d: (d["article_id"], _when(d), d["story"], None))
+        old = self._stored | "StoredInputs" >> beam.Map(
+            lambda r: (r["article_id"], r["published_at"], StoryFeatures(frozenset(r["names"]), tuple(zip(r["terms"], r["counts"]))),
+                       r["story_id"])
+        )
+        assigned = (
+            (new, old)
+            | "AllInputs" >> beam.Flatten()
+            | "Together" >> beam.combiners.ToList()
+            | "Assign" >> beam.FlatMap(_assigned_new)
+        )
+        joined = (
+            {"doc": featured | "ById" >> beam.Map(lambda d: (d["article_id"], d)), "story": assigned}
+            | "JoinStories" >> beam.CoGroupByKey()
+            | "SetStory" >> beam.ParDo(_SetStoryFn()).with_outputs("stories", main="documents")
+        )
+        return {"documents": joined.documents, "stories": joined.stories}
+
+
+def _assigned_new(inputs: list[tuple]):
+    known = {doc_id: story for doc_id, _, _, story in inputs if story}
+    stories = assign_stories([(doc_id, when, features) for doc_id, when, features, _ in inputs], known)
+    for doc_id, story in stories.items():
+        if doc_id not in known:
+            yield doc_id, story
+
+
+class _SetStoryFn(beam.DoFn):
+    def process(self, joined):
+        doc_id, grouped = joined
+        stories = list(grouped["story"])
+        for doc in grouped["doc"]:
+            story_id = stories[0] if stories else doc_id
+            features = doc["story"]
+            yield beam.pvalue.TaggedOutput("stories", {
+                "article_id": doc_id, "story_id": story_id, "published_at": _when(doc), "names": sorted(features.names),
+                "terms": [w for w, _ in features.terms], "counts": [c for _, c in features.terms],
+            })
+            yield {**doc, "story_id": story_id}

@@ -1,0 +1,73 @@
+"""The story tier (transforms/stories.py): one event in other words shares a story; other events do not."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from newsbeam.transforms.stories import MAX_STORY_GAP, assign_stories, story_features, story_score
+
+T0 = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
+
+# Fictional reports written for these tests.
+FLOOD_A = (
+    "Floodwater swept through the lower town of Varnholm on Monday after the River Osk burst its banks, "
+    "forcing Mayor Ilse Brandvik to open the sports hall at Kessel Park as an emergency shelter.\n"
+    "About 300 households were evacuated overnight, the regional civil protection office said. "
+    "Brandvik told reporters the Osk had risen faster than at any time since records began.\n"
+    "Rescue boats from the Northmark coastguard took elderly residents from flooded houses near the old mill."
+)
+FLOOD_B = (
+    "Hundreds of people spent the night in a school gym in Varnholm as the Osk spilled over its embankments.\n"
+    "Ilse Brandvik, the town's mayor, said the water came up in less than two hours. \"We had no time to lay sandbags,\" "
+    "she said at Kessel Park, where volunteers handed out blankets.\n"
+    "Northmark coastguard crews used boats to reach stranded pensioners, and the civil protection office warned "
+    "that more rain was forecast for the weekend."
+)
+FLOOD_FOLLOW_UP = (
+    "Two days after the River Osk flooded Varnholm, residents began returning to mud-filled homes.\n"
+    "Mayor Ilse Brandvik said the shelter at Kessel Park would close on Friday and that the town would ask "
+    "Northmark for emergency funds to repair the embankments and the old mill bridge."
+)
+BUDGET_SAME_ACTORS = (
+    "Varnholm's council approved its annual budget on Thursday, with Mayor Ilse Brandvik promising new cycle lanes.\n"
+    "The spending plan raises parking fees near Kessel Park and funds a library extension. "
+    "Opposition councillors said the tax rise was too steep for families already struggling with energy bills."
+)
+
+
+def features(text):
+    return story_features(text, None)
+
+
+def test_named_things_are_found_with_their_longer_words():
+    names = features("Talks resumed in Geneva. Russian President Vladimir Putin met NATO envoys on Monday.").names
+    assert {"geneva", "president vladimir putin", "putin", "vladimir", "nato"} <= names
+    assert "talks" not in names  # capitalised only because it opens a sentence
+    assert "monday" not in names  # a day says when, not what
+
+
+def test_one_event_in_other_words_and_its_follow_up_share_a_story():
+    docs = [("a", T0, features(FLOOD_A)), ("b", T0 + timedelta(hours=5), features(FLOOD_B)),
+            ("c", T0 + timedelta(days=2), features(FLOOD_FOLLOW_UP))]
+    stories = assign_stories(docs)
+    assert stories == {"a": "a", "b": "a", "c": "a"}
+
+
+def test_another_event_with_the_same_actors_is_another_story():
+    docs = [("a", T0, features(FLOOD_A)), ("b", T0 + timedelta(hours=5), features(FLOOD_B)),
+            ("budget", T0 + timedelta(days=3), features(BUDGET_SAME_ACTORS))]
+    stories = assign_stories(docs)
+    assert stories["budget"] == "budget" and stories["b"] == "a"
+
+
+def test_articles_more_than_the_story_gap_apart_are_never_joined():
+    a, b = features(FLOOD_A), features(FLOOD_B)
+    assert story_score(a, b, timedelta(hours=5)) > 0
+    assert story_score(a, b, MAX_STORY_GAP + timedelta(hours=1)) == 0.0
+    assert assign_stories([("a", T0, a), ("b", T0 + timedelta(days=40), b)]) == {"a": "a", "b": "b"}
+
+
+def test_stored_articles_keep_their_story_and_new_reports_join_it():
+    docs = [("old", T0, features(FLOOD_A)), ("new", T0 + timedelta(hours=30), features(FLOOD_FOLLOW_UP))]
+    assert assign_stories(docs, known={"old": "story-from-last-week"}) == {"old": "story-from-last-week",
+                                                                             "new": "story-from-last-week"}
