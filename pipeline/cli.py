@@ -76,6 +76,16 @@ def make_parser() -> argparse.ArgumentParser:
     )
     extract.add_argument("paths", nargs="+", metavar="PATH", help="HTML files, plain or gzipped")
     extract.add_argument("--url", help="the URL the page was fetched from (one PATH only); default: its file:// URL")
+    dedup = sub.add_parser(
+        "dedup",
+        help="deduplicate an existing articles dataset (backfills, merged datasets)",
+        description="Run the deduplication tiers (url, exact, near, story ids) over the articles of DATASET and write "
+        "the articles kept, the duplicates, state and a manifest to --out. Any other --option goes to Apache Beam.",
+    )
+    dedup.add_argument("dataset", metavar="DATASET", help="a newsbeam output folder, or its articles/ folder")
+    dedup.add_argument("--out", metavar="DIR", required=True, help="output dataset folder (not DATASET itself)")
+    dedup.add_argument("--run-id", metavar="ID", help="name of this run (default: UTC time + random suffix)")
+    dedup.add_argument("--verbose", "-v", action="store_true", help="log Beam's and the libraries' INFO messages")
     return parser
 
 
@@ -142,6 +152,18 @@ def _run(args, beam_args) -> int:
     return 0
 
 
+def _dedup(args, beam_args) -> int:
+    from newsbeam.pipeline.config import check_out, check_run_id, new_run_id
+    from newsbeam.pipeline.dedup_cmd import run_dedup
+    from newsbeam.pipeline.runner import check_runner_options
+
+    check_runner_options(check_beam_args(beam_args))
+    manifest = run_dedup(args.dataset, check_out(args.out), check_run_id(args.run_id) if args.run_id else new_run_id(), beam_args)
+    print(manifest["summary"])
+    print(f"manifest: {manifest['path']}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = make_parser()
     args, rest = parser.parse_known_args(argv)
@@ -155,12 +177,13 @@ def main(argv: list[str] | None = None) -> int:
     from newsbeam.pipeline.runner import RunnerError
     from newsbeam.transforms.sources import SourcesError
 
-    if args.command == "run" and not verbose and not any(a.startswith("--default_sdk_harness_log_level") for a in rest):
+    if args.command in ("run", "dedup") and not verbose and not any(a.startswith("--default_sdk_harness_log_level") for a in rest):
         rest.append("--default_sdk_harness_log_level=ERROR")  # quiet multi_processing workers too
     if args.command == "extract" and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
-        return _extract(args) if args.command == "extract" else _run(args, rest)
+        commands = {"extract": lambda: _extract(args), "run": lambda: _run(args, rest), "dedup": lambda: _dedup(args, rest)}
+        return commands[args.command]()
     except (UsageError, SourcesError, RunnerError) as exc:
         print(f"newsbeam: error: {exc}", file=sys.stderr)
         return 2

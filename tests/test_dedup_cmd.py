@@ -1,0 +1,65 @@
+"""`newsbeam dedup DATASET --out DIR` over merged datasets that never saw each other (issue 4)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from datetime import datetime, timezone
+
+import pandas as pd
+
+from newsbeam.pipeline.config import RunConfig
+from newsbeam.pipeline.job import run_job
+from newsbeam.transforms.http import FetchSettings
+from newsbeam.transforms.sources import read_sources
+from newsweb import article_page, body_paragraphs, rss
+from test_cli import newsbeam
+
+FAST = FetchSettings(connect_timeout=2, read_timeout=2, deadline=5, allow_private_network=True)
+
+
+def crawl(web, folder, name, pages):
+    """One dataset: a feed of `pages` ({path: html}) run into folder/name."""
+    items = [{"title": path, "link": web.add(f"/{name}{path}", html)} for path, html in pages.items()]
+    feeds = folder / f"{name}.txt"
+    feeds.write_text(web.add(f"/{name}/feed.xml", rss(name, items)) + "\n")
+    run_job(RunConfig(feeds=read_sources(str(feeds)), feeds_location=str(feeds), out=str(folder / name), run_id=name, fetch=FAST))
+    return folder / name
+
+
+def test_dedup_finds_copies_across_merged_datasets(web, tmp_path):
+    now = datetime.now(timezone.utc).isoformat()
+    story = body_paragraphs(1) + body_paragraphs(2)[1:]
+    teaser = story[:4] + ["Read the full story at the Alder Post."]
+    east = crawl(web, tmp_path, "east", {
+        "/pier.html": article_page("Pier plan", story, "https://a.example/pier", "Alder Post", now),
+        "/library.html": article_page("Library", body_paragraphs(4), "https://a.example/library", "Alder Post", now),
+    })
+    west = crawl(web, tmp_path, "west", {
+        "/pier-teaser.html": article_page("Pier plan backed", teaser, "https://w.example/pier", "West Wire", now),
+        "/school.html": article_page("School roof", body_paragraphs(6), "https://w.example/school", "West Wire", now),
+    })
+    merged = tmp_path / "merged" / "articles"
+    for dataset in (east, west):
+        shutil.copytree(dataset / "articles", merged, dirs_exist_ok=True)
+
+    result = newsbeam("dedup", tmp_path / "merged", "--out", tmp_path / "deduped", "--run-id", "backfill")
+    assert result.returncode == 0, result.stderr
+    assert "4 articles read -> 3 kept, 1 duplicates" in result.stdout
+    articles = pd.read_parquet(tmp_path / "deduped" / "articles")
+    duplicates = pd.read_parquet(tmp_path / "deduped" / "duplicates")
+    assert len(articles) == 3 and set(articles.run_id) == {"backfill"}
+    assert duplicates.tier.tolist() == ["near"] and duplicates.canonical_url.tolist() == ["https://w.example/pier"]
+    assert duplicates.duplicate_of.item() == articles.set_index("canonical_url").article_id["https://a.example/pier"]
+    manifest = json.loads((tmp_path / "deduped" / "runs" / "backfill.json").read_text())
+    assert manifest["articles"] == {"read": 4, "kept": 3, "duplicates": 1, "balanced": True}
+    assert len(pd.read_parquet(tmp_path / "deduped" / "_state" / "near")) == 3
+
+
+def test_dedup_usage_mistakes_are_one_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    for args, words in ((["dedup", tmp_path / "missing", "--out", tmp_path / "o"], "not a folder"),
+                        (["dedup", tmp_path / "empty", "--out", tmp_path / "o"], "no articles Parquet files"),
+                        (["dedup", tmp_path / "empty"], "--out")):
+        result = newsbeam(*args)
+        assert result.returncode == 2 and words in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
