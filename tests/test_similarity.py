@@ -93,3 +93,14 @@ def test_a_chain_of_small_edits_does_not_snowball():
 def test_earlier_runs_articles_stay_kept_whatever_their_rank():
     copies = pick_copies(["new", "stored"], {("new", "stored"): 0.9}, kept_already=frozenset({"stored"}))
     assert copies == {"new": ("stored", 0.9)}
+
+
+def test_shared_bands_pairs_copies_only_and_bounds_a_crowded_band():
+    from newsbeam.transforms.similarity import shared_bands
+
+    sigs = [signature(STORY), signature(OTHER), signature(edited(STORY, 0.05))]
+    assert shared_bands(sigs) == {(0, 2)}
+    crowd = [signature(STORY)] * 300  # one template shared by a whole site: every band is one run of 300
+    pairs = shared_bands(crowd, limit=200, head=50)
+    assert len(pairs) == sum(300 - 1 - k for k in range(50)) < 300 * 299 // 2
+    assert all(i < 50 and i < j for i, j in pairs)

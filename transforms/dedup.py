@@ -25,7 +25,7 @@ import apache_beam as beam
 
 from newsbeam.transforms.metrics import count
 from newsbeam.transforms.normalise import canonical_url
-from newsbeam.transforms.similarity import band_keys, copy_similarity, pick_copies, signature
+from newsbeam.transforms.similarity import Signature, copy_similarity, pick_copies, shared_bands, signature
 from newsbeam.transforms.stories import StoryFeatures, assign_stories, story_features
 
 _FAR_FUTURE = "9999"
@@ -203,22 +203,32 @@ def _when(doc: dict):
     return doc.get("published_at") or doc["fetched_at"]
 
 
-def candidate_pairs(members: list[tuple]) -> list[tuple[tuple, tuple]]:
-    """Pairs of one LSH bucket worth verifying: within NEAR_WINDOW, at least one of this run.
+def block_copies(members: list[tuple]) -> list[tuple[tuple, tuple, float]]:
+    """Verified copy pairs among one time block's documents: ((rank, id, stored), (rank, id, stored), similarity).
 
-    `members` are (rank, article_id, when, signature, stored) tuples. A bucket larger than
-    BUCKET_LIMIT (a template line shared by a whole site) pairs each member only with the
-    BUCKET_HEAD best-ranked ones, so one bucket cannot cost a quadratic number of checks.
+    `members` are ((rank, article_id, when, signature, stored), home) tuples: documents of the
+    block (home) and of the block before (visitors, whose pairs among themselves were found in
+    their own block). Pairs share a band key (similarity.shared_bands, best-ranked first so a
+    crowded band keeps its best members), are within NEAR_WINDOW, are not both from earlier
+    runs, and pass copy_similarity.
     """
-    members = sorted(members, key=lambda m: (not m[4], m[0]))  # earlier runs' articles first, then by rank
-    heads = members if len(members) <= BUCKET_LIMIT else members[:BUCKET_HEAD]
-    pairs = []
-    for i, a in enumerate(heads):
-        for b in members[i + 1 :]:
-            if (a[4] and b[4]) or abs(a[2] - b[2]) > NEAR_WINDOW:
-                continue
-            pairs.append((a, b))
-    return pairs
+    ordered = sorted(members, key=lambda m: (not m[0][4], m[0][0]))  # earlier runs' articles first, then by rank
+    found = []
+    for i, j in sorted(shared_bands([m[0][3] for m in ordered], BUCKET_LIMIT, BUCKET_HEAD)):
+        (a, a_home), (b, b_home) = ordered[i], ordered[j]
+        if not (a_home or b_home) or (a[4] and b[4]) or abs(a[2] - b[2]) > NEAR_WINDOW:
+            continue
+        similarity = copy_similarity(a[3], b[3])
+        if similarity is not None:
+            found.append(((a[0], a[1], a[4]), (b[0], b[1], b[4]), similarity))
+    return found
+
+
+def time_blocks(record: tuple):
+    """A document's record keyed by its NEAR_WINDOW-long time block (home), and by the next one (visitor)."""
+    block = int(record[2].timestamp() // NEAR_WINDOW.total_seconds())
+    yield block, (record, True)
+    yield block + 1, (record, False)
 
 
 def assign_copies(verified: list[tuple]) -> list[tuple[str, str, float]]:
@@ -249,74 +259,41 @@ class NearCopies(beam.PTransform):
 
     def expand(self, docs):
         signed = docs | "Sign" >> beam.Map(lambda d: {**d, "signature": signature(d["text"])})
-        new_bands = signed | "BandKeys" >> beam.FlatMap(_band_members)
-        old_bands = self._stored | "StoredBandKeys" >> beam.FlatMap(_stored_band_members)
-        verified = (
-            (new_bands, old_bands)
-            | "AllBands" >> beam.Flatten()
-            | "GroupBands" >> beam.GroupByKey()
-            | "VerifyPairs" >> beam.FlatMap(_verified_pairs)
-            | "OncePerPair" >> beam.CombinePerKey(max)
-            | "AsTuples" >> beam.Map(lambda kv: (kv[0][0], kv[0][1], kv[1]))
+        new = signed | "Records" >> beam.FlatMap(
+            lambda d: [(keep_order(d), d["article_id"], _when(d), d["signature"], False)] if d["signature"] else []
         )
-        assignments = (
-            verified
+        old = self._stored | "StoredRecords" >> beam.Map(
+            lambda r: ((), r["article_id"], r["published_at"], Signature(r["shingles"], r["full"], r["lead"]), True)
+        )
+        copies = (
+            (new, old)
+            | "AllRecords" >> beam.Flatten()
+            | "TimeBlocks" >> beam.FlatMap(time_blocks)
+            | "GroupBlocks" >> beam.GroupByKey()
+            | "VerifyPairs" >> beam.FlatMap(lambda block: block_copies(list(block[1])))
             | "AllPairs" >> beam.combiners.ToList()
             | "PickCopies" >> beam.FlatMap(assign_copies)
             | "ByCopy" >> beam.Map(lambda t: (t[0], (t[1], t[2])))
         )
-        split = (
-            {"doc": signed | "ById" >> beam.Map(lambda d: (d["article_id"], d)), "copy_of": assignments}
-            | "JoinAssignments" >> beam.CoGroupByKey()
-            | "Split" >> beam.ParDo(_SplitNearFn()).with_outputs("duplicates", "signatures", main="documents")
+        split = signed | "Split" >> beam.ParDo(_SplitNearFn(), beam.pvalue.AsDict(copies)).with_outputs(
+            "duplicates", "signatures", main="documents"
         )
         return {"documents": split.documents, "duplicates": split.duplicates, "signatures": split.signatures}
 
 
-def _band_members(doc: dict):
-    sig = doc["signature"]
-    if sig is None:
-        return
-    member = (keep_order(doc), doc["article_id"], _when(doc), sig, False)
-    for key in band_keys(sig):
-        yield key, member
-
-
-def _stored_band_members(row: dict):
-    from newsbeam.transforms.similarity import Signature
-
-    sig = Signature(row["shingles"], row["full"], row["lead"])
-    member = ((), row["article_id"], row["published_at"], sig, True)
-    for key in band_keys(sig):
-        yield key, member
-
-
-def _verified_pairs(keyed):
-    _, members = keyed
-    members = list(members)
-    if len(members) < 2:
-        return
-    for a, b in candidate_pairs(members):
-        sim = copy_similarity(a[3], b[3])
-        if sim is not None:
-            yield ((a[0], a[1], a[4]), (b[0], b[1], b[4])), sim
-
-
 class _SplitNearFn(beam.DoFn):
-    def process(self, joined):
-        _, grouped = joined
-        for doc in grouped["doc"]:
-            copy_of = list(grouped["copy_of"])
-            if copy_of:
-                kept_id, sim = copy_of[0]
-                count("duplicates_near", len(doc["entries"]))
-                for row in duplicate_rows(doc, kept_id, "near", sim):
-                    yield beam.pvalue.TaggedOutput("duplicates", row)
-                continue
-            row = signature_row(doc)
-            if row is not None:
-                yield beam.pvalue.TaggedOutput("signatures", row)
-            yield doc
+    def process(self, doc, copies):
+        copy_of = copies.get(doc["article_id"])
+        if copy_of:
+            kept_id, similarity = copy_of
+            count("duplicates_near", len(doc["entries"]))
+            for row in duplicate_rows(doc, kept_id, "near", similarity):
+                yield beam.pvalue.TaggedOutput("duplicates", row)
+            return
+        row = signature_row(doc)
+        if row is not None:
+            yield beam.pvalue.TaggedOutput("signatures", row)
+        yield doc
 
 
 class AssignStories(beam.PTransform):

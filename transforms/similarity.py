@@ -18,7 +18,6 @@ one run's articles, earlier runs' stored signatures and `newsbeam dedup` over a 
 
 from __future__ import annotations
 
-import hashlib
 import re
 import unicodedata
 import zlib
@@ -94,15 +93,51 @@ def signature(text: str) -> Signature | None:
     return Signature(len(unique), _minhash(in_order).tobytes(), _minhash(in_order[:LEAD_SHINGLES]).tobytes())
 
 
+_BAND_MIX = np.array([0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0xD6E8FEB86659FD93,
+                      0xA24BAED4963EE407, 0x9FB21C651E98DF25], dtype=np.uint64)
+
+
+def band_hashes(sigs: list[Signature]) -> np.ndarray:
+    """LSH band keys of many signatures at once: an (n, 2 * bands) uint64 array (whole-text bands, then opening bands)."""
+    bands = PERMUTATIONS // BAND_ROWS
+    if not sigs:
+        return np.zeros((0, 2 * bands), dtype=np.uint64)
+    values = np.frombuffer(b"".join(sig.full + sig.lead for sig in sigs), dtype=np.uint32).reshape(len(sigs), 2, PERMUTATIONS)
+    rows = values[:, :, : bands * BAND_ROWS].astype(np.uint64).reshape(len(sigs), 2 * bands, BAND_ROWS)
+    salt = np.arange(1, 2 * bands + 1, dtype=np.uint64) * np.uint64(0xC2B2AE3D27D4EB4F)  # band number: no cross-band matches
+    with np.errstate(over="ignore"):
+        mixed = np.bitwise_xor.reduce(rows * _BAND_MIX[:BAND_ROWS], axis=2) ^ salt
+        mixed ^= mixed >> np.uint64(31)
+        mixed *= np.uint64(0xFF51AFD7ED558CCD)
+        mixed ^= mixed >> np.uint64(33)
+    return mixed
+
+
 def band_keys(sig: Signature) -> list[str]:
-    """LSH keys: one per band of each signature; texts sharing a key are candidate copies."""
-    keys = []
-    for which, raw in (("f", sig.full), ("l", sig.lead)):
-        step = BAND_ROWS * 4
-        for band in range(PERMUTATIONS // BAND_ROWS):
-            digest = hashlib.blake2b(raw[band * step : (band + 1) * step], digest_size=8, person=f"{which}{band}".encode())
-            keys.append(digest.hexdigest())
-    return keys
+    """LSH keys of one text: one per band of each signature; texts sharing a key are candidate copies."""
+    return [f"{value:016x}" for value in band_hashes([sig])[0]]
+
+
+def shared_bands(sigs: list[Signature], limit: int = 200, head: int = 50) -> set[tuple[int, int]]:
+    """Index pairs (i < j) of signatures that share at least one band key.
+
+    Sorting each band's keys finds the runs of equal keys without building a key -> members
+    table. A run longer than `limit` (a template shared by a whole site) pairs each member only
+    with its first `head` members, so one run cannot cost a quadratic number of pairs.
+    """
+    keys = band_hashes(sigs)
+    pairs: set[tuple[int, int]] = set()
+    for column in keys.T:
+        order = np.argsort(column, kind="stable")
+        ordered = column[order]
+        starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+        ends = np.r_[starts[1:], len(ordered)]
+        for start, end in zip(starts[ends - starts > 1], ends[ends - starts > 1]):
+            members = sorted(order[start:end].tolist())
+            firsts = members if end - start <= limit else members[:head]
+            for k, i in enumerate(firsts):
+                pairs.update((i, j) for j in members[k + 1 :])
+    return pairs
 
 
 def jaccard(a: Signature, b: Signature, which: str = "full") -> float:
