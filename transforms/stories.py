@@ -75,7 +75,7 @@ def _fold(text: str) -> str:
 
 
 def _is_capitalised(token: str) -> bool:
-    return token[0].isupper()
+    return bool(token) and token[0].isupper()
 
 
 def _is_acronym(token: str) -> bool:
@@ -84,15 +84,26 @@ def _is_acronym(token: str) -> bool:
 
 def story_features(text: str, title: str | None = None) -> StoryFeatures:
     sentences = [s for s in _SENTENCE.split(f"{title or ''}\n{text or ''}") if s.strip()]
-    tokenised = [[_POSSESSIVE.sub("", t) for t in _TOKEN.findall(sentence)] for sentence in sentences]
-    tokenised = [[t for t in tokens if t and _fold(t) not in _CALENDAR] for tokens in tokenised]
+    # Punctuation between two words ends a name: "ALDMERE — Two rebels" is a dateline, then a sentence.
+    tokenised = []
+    for sentence in sentences:
+        tokens, last_end = [], 0
+        for match in _TOKEN.finditer(sentence):
+            token = _POSSESSIVE.sub("", match.group())
+            if sentence[last_end:match.start()].strip() and tokens and tokens[-1] != "":
+                tokens.append("")  # a break
+            last_end = match.end()
+            if token and _fold(token) not in _CALENDAR:
+                tokens.append(token)
+        tokenised.append(tokens)
     # A capitalised word that opens a sentence is a name only if the text also capitalises it elsewhere.
-    inner = {t for tokens in tokenised for t in tokens[1:] if _is_capitalised(t)}
+    inner = {t for tokens in tokenised for prev, t in zip(tokens, tokens[1:]) if prev and _is_capitalised(t)}
     names: set[str] = set()
     for tokens in tokenised:
         phrase: list[str] = []
         for i, token in enumerate(tokens + [""]):
-            capital = bool(token) and _is_capitalised(token) and (i > 0 or token in inner or _is_acronym(token))
+            opens = i == 0 or tokens[i - 1] == ""  # a sentence's or a clause's first word
+            capital = _is_capitalised(token) and (not opens or token in inner or _is_acronym(token))
             if capital or (phrase and token in _CONNECTORS):
                 phrase.append(token)
                 continue
