@@ -79,7 +79,7 @@ from newsbeam.schemas import ARTICLES, SCHEMA_VERSION
 from newsbeam.transforms.normalise import article_id, canonical_url, content_hash, word_count
 
 REPO = Path(__file__).resolve().parents[1]
-GENERATOR = 1  # bump when the generated data changes: cached datasets of other versions are not reused
+GENERATOR = 2  # bump when the generated data changes: cached datasets of other versions are not reused
 DEFAULT_SIZES = "10000,30000,100000"
 DEFAULT_WORK = "/tmp/newsbeam-scale"
 TARGET_SIZE = 1_000_000
@@ -109,6 +109,7 @@ SEPS = (b" ", b". ", b".\n", b".", b"")
 SPACE, STOP, PARAGRAPH, END, NOTHING = range(len(SEPS))
 WIDTH = 16  # bytes of the widest piece (a word of at most 12 letters and its separator), padded
 GATHER_TOKENS = 2_000_000
+LOOKUP = 1 << 22  # Zipf draws by table: the rarest word (p ~ 2e-6) still has about 8 slots
 
 
 # ---------------------------------------------------------------- generation
@@ -138,23 +139,26 @@ class Vocabulary:
         taken: set = set()
         self.words = _random_words(rng, VOCAB, np.sort(lengths), taken)
         self.names = [w.capitalize() for w in _random_words(rng, NAMES, rng.integers(4, 11, NAMES), taken)]
-        weights = 1.0 / (ranks + 2.7)
-        self._word_cdf = np.cumsum(weights / weights.sum())
-        name_weights = 1.0 / (np.arange(NAMES) + 1.0)
-        self._name_cdf = np.cumsum(name_weights / name_weights.sum())
+        self._word_lookup = _zipf_lookup(1.0 / (ranks + 2.7))
+        self._name_lookup = _zipf_lookup(1.0 / (np.arange(NAMES) + 1.0))
         # variants: [0, V) lower-case words, [V, 2V) capitalised words, [2V, 2V+M) names
         variants = self.words + [w.capitalize() for w in self.words] + self.names
         self.text_table, self.text_len = _piece_table(variants, SEPS)
-        self.hash_table, self.hash_len = _piece_table([v.lower() for v in variants], (b" ", b" ", b" ", b"", b""))
         pool = np.arange(SOURCES * AUTHORS_PER_SOURCE)
         self.authors = pa.array([f"{self.names[(7 * a) % NAMES]} {self.names[(13 * a + 5) % NAMES]}" for a in pool])
 
     def sample_words(self, rng: np.random.Generator, size) -> np.ndarray:
-        return np.minimum(np.searchsorted(self._word_cdf, rng.random(size), side="right"), VOCAB - 1).astype(np.int32)
+        return self._word_lookup[rng.integers(0, LOOKUP, size)]
 
     def sample_names(self, rng: np.random.Generator, size) -> np.ndarray:
         """Name tokens: ids VOCAB + name rank."""
-        return (VOCAB + np.minimum(np.searchsorted(self._name_cdf, rng.random(size), side="right"), NAMES - 1)).astype(np.int32)
+        return VOCAB + self._name_lookup[rng.integers(0, LOOKUP, size)]
+
+
+def _zipf_lookup(weights: np.ndarray) -> np.ndarray:
+    """rank for each of LOOKUP equal slices of [0, 1): a draw is one table look-up (the rarest rank still gets slices)."""
+    cdf = np.cumsum(weights / weights.sum())
+    return np.minimum(np.searchsorted(cdf, (np.arange(LOOKUP) + 0.5) / LOOKUP, side="right"), len(weights) - 1).astype(np.int32)
 
 
 def _piece_table(variants: list[str], seps: tuple) -> tuple[np.ndarray, np.ndarray]:
@@ -196,6 +200,21 @@ def _render(table: np.ndarray, plen: np.ndarray, pieces: np.ndarray, doc_tokens:
         out[pos : pos + len(chunk)] = chunk
         pos += len(chunk)
     return offsets, out
+
+
+def _content_hashes(offsets: np.ndarray, data: np.ndarray, doc_dots: np.ndarray) -> list[str]:
+    """normalise.content_hash of each rendered text: its words lower-cased, joined by single spaces.
+
+    The texts are ASCII letters, spaces, "." and newlines, so that is: lower-case, newline to space,
+    no "." (doc_dots: how many each text has).
+    """
+    upper = (data >= ord("A")) & (data <= ord("Z"))
+    folded = np.where(upper, data + 32, data).astype(np.uint8)
+    folded[folded == ord("\n")] = ord(" ")
+    words = folded[folded != ord(".")]
+    starts = offsets - np.concatenate([[0], np.cumsum(doc_dots)])
+    view = memoryview(words)
+    return [hashlib.blake2b(view[starts[i] : starts[i + 1]], digest_size=16).hexdigest() for i in range(len(offsets) - 1)]
 
 
 def _strings(offsets: np.ndarray, data: np.ndarray) -> pa.Array:
@@ -288,11 +307,9 @@ def make_day(vocab: Vocabulary, seed: int, day: int, n: int, first_serial: int) 
     doc_tokens = np.array([len(doc_w[i]) for i in order], dtype=np.int64)
     pieces = _pieces(vocab, ws, seps)
     text_off, text_data = _render(vocab.text_table, vocab.text_len, pieces, doc_tokens)
-    hash_off, hash_data = _render(vocab.hash_table, vocab.hash_len, pieces, doc_tokens)
+    doc_dots = np.add.reduceat((seps != SPACE).astype(np.int64), np.concatenate([[0], np.cumsum(doc_tokens)[:-1]]))
     del pieces, ws, seps
-    view = memoryview(hash_data)
-    hashes = [hashlib.blake2b(view[hash_off[i] : hash_off[i + 1]], digest_size=16).hexdigest() for i in range(n)]
-    del view
+    hashes = _content_hashes(text_off, text_data, doc_dots)
     tw = title_w[origin[order]].reshape(-1)
     tsep = np.tile(np.array([SPACE] * (TITLE_WORDS - 1) + [NOTHING]), n)
     title_off, title_data = _render(vocab.text_table, vocab.text_len, _pieces(vocab, tw, tsep), np.full(n, TITLE_WORDS))
@@ -364,6 +381,7 @@ def ensure_dataset(work: Path, n: int, seed: int, vocab_box: dict) -> dict:
         vocab_box["vocab"] = Vocabulary(seed)
     vocab = vocab_box["vocab"]
     t_vocab = time.perf_counter() - t0
+    t0 = time.perf_counter()
     planted: dict = {}
     files = 0
     serial = 0
@@ -671,10 +689,13 @@ def main(argv: list[str] | None = None) -> int:
                "python": sys.version.split()[0]}
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
 
+    report = json.dumps({"commit": commit, "date": date, "seed": args.seed, "beam_args": beam_args, "machine": machine,
+                         "generation": {str(n): g for n, g in generation.items()}, "runs": rows, "linearity": lin,
+                         "per_document": speed, "targets": targets}, indent=2)
+    saved = work / f"results-{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%SZ')}.json"
+    saved.write_text(report + "\n")
     if args.json:
-        print(json.dumps({"commit": commit, "date": date, "seed": args.seed, "beam_args": beam_args, "machine": machine,
-                          "generation": {str(n): g for n, g in generation.items()}, "runs": rows, "linearity": lin,
-                          "per_document": speed, "targets": targets}, indent=2))
+        print(report)
         return 0
 
     print(f"newsbeam dedup at scale: seed {args.seed}, generator {GENERATOR}, newsbeam commit {commit or 'unknown'} "
@@ -700,7 +721,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             line += f" FAILED: exit {r['exit_code']}" + (f", killed ({r['killed']})" if r["killed"] else "")
         print(line)
-    print("(gen s: generation seconds, * = cached from an earlier invocation (time of that generation); MiB: dataset on disk;")
+    print("(gen s: generation seconds, the vocabulary (built once) not included, * = cached from an earlier invocation")
+    print(" (the time of that generation); MiB: dataset on disk;")
     print(" wall s: newsbeam dedup from start to exit, Python and Beam start-up included; CPU s: user + system of the")
     print(" process and the descendants it waited for; cores = CPU s / wall s; peak RSS: process tree summed, sampled every")
     print(" 0.2 s, MiB; max proc: largest single process's peak RSS, MiB; read/kept/dups/bal: the manifest's articles block;")
@@ -729,6 +751,7 @@ def main(argv: list[str] | None = None) -> int:
           f"({TARGET_SIZE / near / 2:.0f} s on 2 cores if spread perfectly)")
     for t in targets:
         print(f"{'PASS' if t['pass'] else 'FAIL'} {t['target']}: {t['value']}")
+    print(f"(JSON of these results: {saved}; newsbeam's logs: {logs})")
     return 0
 
 

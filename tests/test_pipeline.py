@@ -251,3 +251,24 @@ def test_a_near_copy_of_an_article_stored_by_an_earlier_run_is_found_from_its_si
     assert list(duplicates.url) == [copy] and duplicates.tier.item() == "near" and duplicates.duplicate_of.item() == kept
     assert manifest["stored_before"]["near_signatures"] == 1
     assert manifest["links"]["balanced"] and len(read(out, "articles")) == 1
+
+
+def test_a_story_continues_into_a_later_run_from_the_stored_features(web, tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from newsweb import article_page, rss
+    from test_stories import FLOOD_A, FLOOD_FOLLOW_UP
+
+    day1 = datetime.now(timezone.utc) - timedelta(days=2)
+    first = web.add("/flood.html", article_page("River Osk floods Varnholm", FLOOD_A.split("\n"), "https://a.example/flood", "A",
+                                                day1.isoformat()))
+    (tmp_path / "feeds.txt").write_text(web.add("/feed.xml", rss("A", [{"title": "Flood", "link": first}])) + "\n")
+    out = tmp_path / "data"
+    run(tmp_path / "feeds.txt", out, "day1")
+    later = web.add("/return.html", article_page("Varnholm residents return", FLOOD_FOLLOW_UP.split("\n"), "https://b.example/return",
+                                                 "B", (day1 + timedelta(days=2)).isoformat()))
+    web.add("/feed.xml", rss("A", [{"title": "Flood", "link": first}, {"title": "Return", "link": later}]))
+    manifest = run(tmp_path / "feeds.txt", out, "day2")
+    articles = read(out, "articles").set_index("url")
+    assert manifest["stored_before"]["stories"] == 1
+    assert articles.story_id[later] == articles.story_id[first] == articles.article_id[first]

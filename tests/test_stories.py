@@ -35,8 +35,16 @@ BUDGET_SAME_ACTORS = (
 )
 
 
+TITLES = {
+    FLOOD_A: "River Osk floods Varnholm; hundreds evacuated",
+    FLOOD_B: "Varnholm flood: night in a school gym as the Osk overflows",
+    FLOOD_FOLLOW_UP: "Varnholm begins clean-up after Osk flood",
+    BUDGET_SAME_ACTORS: "Varnholm budget passes with cycle lanes and higher parking fees",
+}
+
+
 def features(text):
-    return story_features(text, None)
+    return story_features(text, TITLES.get(text))
 
 
 def test_named_things_are_found_with_their_longer_words():

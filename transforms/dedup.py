@@ -312,7 +312,7 @@ class AssignStories(beam.PTransform):
         featured = docs | "StoryFeatures" >> beam.Map(lambda d: {**d, "story": story_features(d["text"], d.get("title"))})
         new = featured | "NewInputs" >> beam.Map(lambda d: (d["article_id"], _when(d), d["story"], None))
         old = self._stored | "StoredInputs" >> beam.Map(
-            lambda r: (r["article_id"], r["published_at"], StoryFeatures(frozenset(r["names"]), tuple(zip(r["terms"], r["counts"]))),
+            lambda r: (r["article_id"], r["published_at"], StoryFeatures(frozenset(r["names"]), tuple(zip(r["terms"], r["counts"])), frozenset(r["lead"])),
                        r["story_id"])
         )
         assigned = (
@@ -346,6 +346,6 @@ class _SetStoryFn(beam.DoFn):
             features = doc["story"]
             yield beam.pvalue.TaggedOutput("stories", {
                 "article_id": doc_id, "story_id": story_id, "published_at": _when(doc), "names": sorted(features.names),
-                "terms": [w for w, _ in features.terms], "counts": [c for _, c in features.terms],
+                "terms": [w for w, _ in features.terms], "counts": [c for _, c in features.terms], "lead": sorted(features.lead),
             })
             yield {**doc, "story_id": story_id}

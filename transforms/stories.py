@@ -32,10 +32,12 @@ from datetime import datetime, timedelta
 
 STORY_SIGMA = timedelta(days=3)
 MAX_STORY_GAP = timedelta(days=30)
-STORY_THRESHOLD = 0.25
+STORY_THRESHOLD = 0.27
 MIN_SHARED_NAMES = 2
 NAME_WEIGHT = 0.5  # the rest is the content words' cosine
 TOP_TERMS = 60  # content words kept per article (by count): enough for the cosine, small to store
+STEM_LETTERS = 6
+IDF_PRIOR_DOCS = 1000
 POSTING_LIMIT = 200  # a name shared by more recent articles than this is compared only with the nearest in time
 
 _SENTENCE = re.compile(r"(?<=[.!?…])\s+|\n+")
@@ -64,10 +66,19 @@ _STOP = set(
 
 @dataclass(frozen=True)
 class StoryFeatures:
-    """What the story tier keeps of an article: its named things and its top content words."""
+    """What the story tier keeps of an article: its named things, its top content words, what its lead says."""
 
     names: frozenset
     terms: tuple  # ((word, count), ...), most frequent first
+    lead: frozenset = frozenset()  # stems of the title's and first sentence's content words
+
+    def stems(self) -> set:
+        return {_stem(word) for word, _ in self.terms} | set(self.lead)
+
+
+def _stem(word: str) -> str:
+    """A crude stem that works in any language with inflected endings: flood, floods, flooded, flooding."""
+    return word[:STEM_LETTERS]
 
 
 def _fold(text: str) -> str:
@@ -113,8 +124,13 @@ def story_features(text: str, title: str | None = None) -> StoryFeatures:
                 names.add(_fold(" ".join(phrase)))
                 names.update(_fold(word) for word in phrase if len(word) >= 4 and word not in _CONNECTORS)
             phrase = []
-    words = Counter(w for w in (_POSSESSIVE.sub("", _fold(t)) for t in _TOKEN.findall(text or "")) if len(w) >= 4 and w not in _STOP)
-    return StoryFeatures(frozenset(names), tuple(words.most_common(TOP_TERMS)))
+    words = Counter(_content_words(text or ""))
+    opening = f"{title or ''} {sentences[1] if title and len(sentences) > 1 else sentences[0] if sentences else ''}"
+    return StoryFeatures(frozenset(names), tuple(words.most_common(TOP_TERMS)), frozenset(map(_stem, _content_words(opening))))
+
+
+def _content_words(text: str) -> list[str]:
+    return [w for w in (_POSSESSIVE.sub("", _fold(t)) for t in _TOKEN.findall(text)) if len(w) >= 4 and w not in _STOP]
 
 
 def idf_weights(features) -> tuple[dict[str, float], dict[str, float], float]:
@@ -122,8 +138,10 @@ def idf_weights(features) -> tuple[dict[str, float], dict[str, float], float]:
     features = list(features)
     n = len(features)
     name_df = Counter(name for f in features for name in f.names)
-    term_df = Counter(word for f in features for word, _ in f.terms)
-    idf = lambda df: math.log((n + 1) / (df + 1)) + 1.0  # noqa: E731
+    term_df = Counter(word for f in features for word, _ in f.terms) + Counter(stem for f in features for stem in f.stems())
+    # As if the batch sat in a background of IDF_PRIOR_DOCS unrelated articles: a handful of articles
+    # that all name one town must not make the town look common.
+    idf = lambda df: math.log((n + IDF_PRIOR_DOCS + 1) / (df + 1)) + 1.0  # noqa: E731
     return {k: idf(v) for k, v in name_df.items()}, {k: idf(v) for k, v in term_df.items()}, idf(0)
 
 
@@ -141,7 +159,18 @@ def story_score(a: StoryFeatures, b: StoryFeatures, apart: timedelta, idf=None) 
     cosine = dot / norm if norm else 0.0
     hours, sigma = abs(apart).total_seconds() / 3600, STORY_SIGMA.total_seconds() / 3600
     decay = math.exp(-(hours * hours) / (2 * sigma * sigma))
-    return (NAME_WEIGHT * names + (1 - NAME_WEIGHT) * cosine) * decay
+    overlap = NAME_WEIGHT * names + (1 - NAME_WEIGHT) * cosine
+    return (overlap + (_lead_coverage(a, b, term_idf, unseen) + _lead_coverage(b, a, term_idf, unseen)) / 2) / 2 * decay
+
+
+def _lead_coverage(a: StoryFeatures, b: StoryFeatures, term_idf: dict, unseen: float) -> float:
+    """How much of what a's lead says (IDF-weighted) b's text also says: high for two reports of one event,
+    low for another event that only mentions it in the background."""
+    if not a.lead:
+        return 0.0
+    stems = b.stems()
+    weight = lambda stem: term_idf.get(stem, unseen)  # noqa: E731
+    return sum(weight(x) for x in a.lead if x in stems) / sum(weight(x) for x in a.lead)
 
 
 def assign_stories(docs: list[tuple[str, datetime, StoryFeatures]], known: dict[str, str] | None = None) -> dict[str, str]:
