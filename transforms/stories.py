@@ -24,6 +24,7 @@ features and `newsbeam dedup`.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 import re
 import unicodedata
 from collections import Counter
@@ -185,14 +186,21 @@ def assign_stories(docs: list[tuple[str, datetime, StoryFeatures]], known: dict[
     idf = idf_weights(f for _, _, f in ordered)
     stories: dict[str, str] = {}
     postings: dict[str, list[int]] = {}
+    times = [when for _, when, _ in ordered]
+
+    def window_start(when: datetime) -> int:
+        """The index of the first document published within MAX_STORY_GAP before `when`."""
+        return bisect_left(times, when - MAX_STORY_GAP)
+
     for i, (doc_id, when, features) in enumerate(ordered):
         if doc_id in known:
             stories[doc_id] = known[doc_id]
         else:
             shared: Counter = Counter()
             for name in features.names:
-                recent = [j for j in postings.get(name, ()) if when - ordered[j][1] <= MAX_STORY_GAP]
-                shared.update(recent[-POSTING_LIMIT:])
+                posted = postings.get(name, ())  # indices in publication order
+                first = max(bisect_left(posted, window_start(when)), len(posted) - POSTING_LIMIT)
+                shared.update(posted[first:])
             best, best_score = None, STORY_THRESHOLD
             for j, count in shared.items():
                 if count < MIN_SHARED_NAMES:
