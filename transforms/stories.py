@@ -29,6 +29,7 @@ import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime, timedelta
 
 STORY_SIGMA = timedelta(days=3)
@@ -44,7 +45,7 @@ POSTING_LIMIT = 200  # a name shared by more recent articles than this is compar
 _SENTENCE = re.compile(r"(?<=[.!?…])\s+|\n+")
 _TOKEN = re.compile(r"[^\W\d_][\w’'-]*")
 _CONNECTORS = {"of", "de", "del", "der", "van", "von", "la", "le", "du", "bin", "al", "da", "di"}
-_POSSESSIVE = re.compile(r"[’']s$")
+_CLAUSE = re.compile(r"[^\w\s’'-]+")  # punctuation (dashes, commas, colons, quotes) between words
 # Capitalised but not names of anything: days and months say when, not what.
 _CALENDAR = set(
     """monday tuesday wednesday thursday friday saturday sunday january february march april may june july
@@ -73,8 +74,9 @@ class StoryFeatures:
     terms: tuple  # ((word, count), ...), most frequent first
     lead: frozenset = frozenset()  # stems of the title's and first sentence's content words
 
-    def stems(self) -> set:
-        return {_stem(word) for word, _ in self.terms} | set(self.lead)
+    @cached_property
+    def stems(self) -> frozenset:
+        return frozenset({_stem(word) for word, _ in self.terms} | self.lead)
 
 
 def _stem(word: str) -> str:
@@ -94,44 +96,42 @@ def _is_acronym(token: str) -> bool:
     return len(token) >= 2 and token.isupper() and token.isalpha()
 
 
+def _bare(token: str) -> str:
+    return token[:-2] if token.endswith(("’s", "'s")) else token
+
+
 def story_features(text: str, title: str | None = None) -> StoryFeatures:
-    sentences = [s for s in _SENTENCE.split(f"{title or ''}\n{text or ''}") if s.strip()]
-    # Punctuation between two words ends a name: "ALDMERE — Two rebels" is a dateline, then a sentence.
-    tokenised = []
-    for sentence in sentences:
-        tokens, last_end = [], 0
-        for match in _TOKEN.finditer(sentence):
-            token = _POSSESSIVE.sub("", match.group())
-            if sentence[last_end:match.start()].strip() and tokens and tokens[-1] != "":
-                tokens.append("")  # a break
-            last_end = match.end()
-            if token and _fold(token) not in _CALENDAR:
-                tokens.append(token)
-        tokenised.append(tokens)
-    # A capitalised word that opens a sentence is a name only if the text also capitalises it elsewhere.
-    inner = {t for tokens in tokenised for prev, t in zip(tokens, tokens[1:]) if prev and _is_capitalised(t)}
+    text, title = unicodedata.normalize("NFKC", text or ""), unicodedata.normalize("NFKC", title or "")
+    sentences = [s for s in _SENTENCE.split(f"{title}\n{text}") if s.strip()]
+    # Punctuation between two words ends a name ("ALDMERE — Two rebels" is a dateline, then a
+    # sentence): names are looked for clause by clause.
+    clauses = [[t for t in map(_bare, _TOKEN.findall(clause)) if t and not (t[0].isupper() and t.casefold() in _CALENDAR)]
+               for sentence in sentences for clause in _CLAUSE.split(sentence)]
+    clauses = [tokens for tokens in clauses if tokens]
+    # A capitalised word that opens a clause is a name only if the text also capitalises it elsewhere.
+    inner = {t for tokens in clauses for t in tokens[1:] if t[0].isupper()}
     names: set[str] = set()
-    for tokens in tokenised:
+    for tokens in clauses:
         phrase: list[str] = []
         for i, token in enumerate(tokens + [""]):
-            opens = i == 0 or tokens[i - 1] == ""  # a sentence's or a clause's first word
-            capital = _is_capitalised(token) and (not opens or token in inner or _is_acronym(token))
+            capital = _is_capitalised(token) and (i > 0 or token in inner or _is_acronym(token))
             if capital or (phrase and token in _CONNECTORS):
                 phrase.append(token)
                 continue
             while phrase and phrase[-1] in _CONNECTORS:
                 phrase.pop()
-            if phrase:
-                names.add(_fold(" ".join(phrase)))
-                names.update(_fold(word) for word in phrase if len(word) >= 4 and word not in _CONNECTORS)
+            if phrase and len(phrase[0]) + len(phrase) > 2:  # not a lone initial
+                names.add(" ".join(phrase).casefold())
+                names.update(word.casefold() for word in phrase if len(word) >= 4 and word not in _CONNECTORS)
             phrase = []
-    words = Counter(_content_words(text or ""))
-    opening = f"{title or ''} {sentences[1] if title and len(sentences) > 1 else sentences[0] if sentences else ''}"
+    words = Counter(_content_words(text))
+    opening = f"{title} {sentences[1] if title and len(sentences) > 1 else sentences[0] if sentences else ''}"
     return StoryFeatures(frozenset(names), tuple(words.most_common(TOP_TERMS)), frozenset(map(_stem, _content_words(opening))))
 
 
 def _content_words(text: str) -> list[str]:
-    return [w for w in (_POSSESSIVE.sub("", _fold(t)) for t in _TOKEN.findall(text)) if len(w) >= 4 and w not in _STOP]
+    """Content words of NFKC text: case-folded, four letters or more, not the commonest function words."""
+    return [w for w in map(_bare, _TOKEN.findall(text.casefold())) if len(w) >= 4 and w not in _STOP]
 
 
 def idf_weights(features) -> tuple[dict[str, float], dict[str, float], float]:
@@ -139,39 +139,61 @@ def idf_weights(features) -> tuple[dict[str, float], dict[str, float], float]:
     features = list(features)
     n = len(features)
     name_df = Counter(name for f in features for name in f.names)
-    term_df = Counter(word for f in features for word, _ in f.terms) + Counter(stem for f in features for stem in f.stems())
+    term_df = Counter(word for f in features for word, _ in f.terms) + Counter(stem for f in features for stem in f.stems)
     # As if the batch sat in a background of IDF_PRIOR_DOCS unrelated articles: a handful of articles
     # that all name one town must not make the town look common.
     idf = lambda df: math.log((n + IDF_PRIOR_DOCS + 1) / (df + 1)) + 1.0  # noqa: E731
     return {k: idf(v) for k, v in name_df.items()}, {k: idf(v) for k, v in term_df.items()}, idf(0)
 
 
+@dataclass
+class _Scored:
+    """One article's features weighted by a batch's IDF, ready to be compared many times."""
+
+    features: StoryFeatures
+    name_weight: dict
+    vector: dict
+    norm: float
+    lead_weight: dict
+    lead_total: float
+
+
+def _prepare(features: StoryFeatures, idf) -> _Scored:
+    name_idf, term_idf, unseen = idf
+    vector = {w: c * term_idf.get(w, unseen) for w, c in features.terms}
+    lead = {x: term_idf.get(x, unseen) for x in features.lead}
+    return _Scored(features, {k: name_idf.get(k, unseen) for k in features.names}, vector,
+                   math.sqrt(sum(v * v for v in vector.values())), lead, sum(lead.values()))
+
+
 def story_score(a: StoryFeatures, b: StoryFeatures, apart: timedelta, idf=None) -> float:
     """How likely two articles report one event: 0 (unrelated or too far apart) to 1."""
+    idf = idf or ({}, {}, 1.0)
+    return _score(_prepare(a, idf), _prepare(b, idf), apart)
+
+
+def _score(a: _Scored, b: _Scored, apart: timedelta) -> float:
     if abs(apart) > MAX_STORY_GAP:
         return 0.0
-    name_idf, term_idf, unseen = idf or ({}, {}, 1.0)
-    union = a.names | b.names
-    names = sum(name_idf.get(k, unseen) for k in a.names & b.names) / (sum(name_idf.get(k, unseen) for k in union) or 1.0)
-    va = {w: c * term_idf.get(w, unseen) for w, c in a.terms}
-    vb = {w: c * term_idf.get(w, unseen) for w, c in b.terms}
-    dot = sum(v * vb[w] for w, v in va.items() if w in vb)
-    norm = math.sqrt(sum(v * v for v in va.values()) * sum(v * v for v in vb.values()))
-    cosine = dot / norm if norm else 0.0
+    shared = sum(w for k, w in a.name_weight.items() if k in b.name_weight)
+    union = sum(a.name_weight.values()) + sum(b.name_weight.values()) - shared
+    names = shared / union if union else 0.0
+    small, large = (a.vector, b.vector) if len(a.vector) <= len(b.vector) else (b.vector, a.vector)
+    dot = sum(v * large[w] for w, v in small.items() if w in large)
+    cosine = dot / (a.norm * b.norm) if a.norm and b.norm else 0.0
     hours, sigma = abs(apart).total_seconds() / 3600, STORY_SIGMA.total_seconds() / 3600
     decay = math.exp(-(hours * hours) / (2 * sigma * sigma))
     overlap = NAME_WEIGHT * names + (1 - NAME_WEIGHT) * cosine
-    return (overlap + (_lead_coverage(a, b, term_idf, unseen) + _lead_coverage(b, a, term_idf, unseen)) / 2) / 2 * decay
+    return (overlap + (_lead_coverage(a, b) + _lead_coverage(b, a)) / 2) / 2 * decay
 
 
-def _lead_coverage(a: StoryFeatures, b: StoryFeatures, term_idf: dict, unseen: float) -> float:
+def _lead_coverage(a: _Scored, b: _Scored) -> float:
     """How much of what a's lead says (IDF-weighted) b's text also says: high for two reports of one event,
     low for another event that only mentions it in the background."""
-    if not a.lead:
+    if not a.lead_total:
         return 0.0
-    stems = b.stems()
-    weight = lambda stem: term_idf.get(stem, unseen)  # noqa: E731
-    return sum(weight(x) for x in a.lead if x in stems) / sum(weight(x) for x in a.lead)
+    stems = b.features.stems
+    return sum(w for x, w in a.lead_weight.items() if x in stems) / a.lead_total
 
 
 def assign_stories(docs: list[tuple[str, datetime, StoryFeatures]], known: dict[str, str] | None = None) -> dict[str, str]:
@@ -184,6 +206,7 @@ def assign_stories(docs: list[tuple[str, datetime, StoryFeatures]], known: dict[
     known = known or {}
     ordered = sorted(docs, key=lambda d: (d[1], d[0]))
     idf = idf_weights(f for _, _, f in ordered)
+    scored = [_prepare(f, idf) for _, _, f in ordered]
     stories: dict[str, str] = {}
     postings: dict[str, list[int]] = {}
     times = [when for _, when, _ in ordered]
@@ -205,8 +228,8 @@ def assign_stories(docs: list[tuple[str, datetime, StoryFeatures]], known: dict[
             for j, count in shared.items():
                 if count < MIN_SHARED_NAMES:
                     continue
-                other_id, other_when, other = ordered[j]
-                score = story_score(features, other, when - other_when, idf)
+                other_id, other_when, _ = ordered[j]
+                score = _score(scored[i], scored[j], when - other_when)
                 if score >= best_score:
                     best, best_score = other_id, score
             stories[doc_id] = stories[best] if best else doc_id
