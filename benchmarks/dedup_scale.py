@@ -51,7 +51,8 @@ timed the same way for comparison (the other per-document work of `dedup`).
         [--rss-limit MIB] [--sample N] [--repeat N] [--keep-output] [--verbose] [--profile] [--generate-only]
 
 The 1M target is opt-in: --sizes 100000,300000,1000000. --profile also runs the smallest size once
-in-process under cProfile and prints (to stderr) the top 30 entries by cumulative time outside Beam.
+in-process under cProfile and prints (to stderr) the top 30 entries by cumulative time outside Beam (the
+whole profile is kept as WORK/logs/dedup.prof). Every invocation also writes its JSON to WORK/results-TIME.json.
 """
 
 from __future__ import annotations
@@ -637,6 +638,9 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     beam_args = shlex.split(args.beam_args)
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    changed = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True).stdout
+    if commit and changed.strip():
+        commit += " + uncommitted changes (" + ", ".join(line[3:] for line in changed.splitlines()) + ")"
     logs = work / "logs"
 
     vocab_box: dict = {}
@@ -660,7 +664,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run_dedup(dataset_dir(work, n, args.seed), work / f"out-n{n}", f"scale-{n}", beam_args, args.verbose,
                            args.timeout, args.rss_limit, logs)
         result["n"] = n
-        result["docs_per_s"] = round(n / result["wall_seconds"], 1)
+        result["docs_per_s"] = round(n / result["wall_seconds"], 1) if result["exit_code"] == 0 else None
         result["planted"] = generation[n]["planted"]
         rows.append(result)
         print(f"dedup {n}: exit {result['exit_code']} in {result['wall_seconds']} s, peak RSS {result['peak_rss_mib']} MiB"
@@ -712,7 +716,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         m = r.get("manifest")
         cores = r["cpu_seconds"] / r["wall_seconds"] if r["wall_seconds"] else 0
-        line = (f"{r['n']:>9} {gen}{g['files']:>5} {g['bytes'] / 2**20:>6.0f} {r['wall_seconds']:>8.1f} {r['docs_per_s']:>7.1f} "
+        line = (f"{r['n']:>9} {gen}{g['files']:>5} {g['bytes'] / 2**20:>6.0f} {r['wall_seconds']:>8.1f} {r['docs_per_s'] or '-':>7} "
                 f"{r['cpu_seconds']:>8.1f} {cores:>5.2f} {r['peak_rss_mib']:>8} {r['max_process_rss_mib']:>8} ")
         if m:
             a, t, s = m["articles"], m["duplicates_by_tier"], r["stories"]
@@ -736,7 +740,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{p['near_edited']} edited, {p['near_truncated_edited']} both), {p['words']} words in all; "
                   f"pipeline's own seconds (manifest) {pipeline}; peak {r['peak_processes']} processes")
         if r.get("exit_code") not in (None, 0):
-            print(f"{r['n']}: {r['command']}\n  exit {r['exit_code']}, {r['killed'] or ''}\n  " + "\n  ".join(r["stderr_tail"]))
+            print(f"{r['n']}: {r['command']}\n  exit {r['exit_code']}" + (f", killed: {r['killed']}" if r["killed"] else "")
+                  + "".join(f"\n  {line}" for line in r["stderr_tail"]))
     if lin:
         per = ", ".join(f"{n}: {s:.3f}" for n, s in lin["seconds_per_1k_docs"].items())
         print(f"linearity: wall seconds per 1k docs {per}; largest/smallest {lin['ratio_largest_smallest']:.2f} "
