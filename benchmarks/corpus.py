@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 DEFAULT_CORPUS = "../shared/corpora/fundus"  # relative to the repository root
@@ -28,3 +29,12 @@ def corpus_or_skip(parser: argparse.ArgumentParser, args) -> Path | None:
         print(f"skipped: {shown} not found; pass --corpus")
         return None
     return corpus
+
+
+def ground_truth(corpus: Path):
+    """(manifest row, its ground-truth version) for every page of the corpus, each truth file read once."""
+    truths: dict[str, dict] = {}
+    for line in (corpus / "manifest.jsonl").read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            yield row, truths.setdefault(row["json"], json.loads((corpus / row["json"]).read_text()))[row["version"]]

@@ -54,7 +54,7 @@ import trafilatura  # noqa: E402
 
 from newsbeam.pipeline import extract_cmd  # noqa: E402
 
-from corpus import REPO, corpus_or_skip, corpus_parser  # noqa: E402
+from corpus import REPO, corpus_or_skip, corpus_parser, ground_truth  # noqa: E402
 TARGETS = {"f1": 0.960, "precision": 0.950}
 WORSE = 0.05  # a page counts as worse when newsbeam's F1 is more than this below trafilatura's
 SPEED = 0.9
@@ -93,15 +93,8 @@ def expected_text(body: dict) -> str:
 
 
 def load_pages(corpus: Path) -> list[dict]:
-    truths: dict[str, dict] = {}
-    pages = []
-    for line in (corpus / "manifest.jsonl").read_text().splitlines():
-        if line.strip():
-            row = json.loads(line)
-            truth = truths.setdefault(row["json"], json.loads((corpus / row["json"]).read_text()))
-            pages.append({**row, "name": row["html"].removesuffix(".gz"), "expected": expected_text(truth[row["version"]]["body"]),
-                          "bytes": gzip.decompress((corpus / row["html"]).read_bytes())})
-    return pages
+    return [{**row, "name": row["html"].removesuffix(".gz"), "expected": expected_text(truth["body"]),
+             "bytes": gzip.decompress((corpus / row["html"]).read_bytes())} for row, truth in ground_truth(corpus)]
 
 
 def trafilatura_text(page: dict) -> str:

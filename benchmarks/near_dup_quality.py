@@ -67,7 +67,7 @@ from pathlib import Path
 from newsbeam.transforms import similarity
 from newsbeam.transforms.similarity import band_keys, containment, copy_similarity, jaccard, pick_copies, signature, words
 
-from corpus import REPO, corpus_or_skip, corpus_parser
+from corpus import REPO, corpus_or_skip, corpus_parser, ground_truth
 from extraction_quality import expected_text
 
 TARGETS = {"precision": 0.99, "recall": 0.97}
@@ -105,15 +105,11 @@ BOTTOM_CHROME = ("Sign up for our newsletter to get the latest news every mornin
 # ---------------------------------------------------------------- the labelled set
 
 def load_bodies(corpus: Path) -> list[dict]:
-    truths: dict[str, dict] = {}
     bodies = []
-    for line in (corpus / "manifest.jsonl").read_text().splitlines():
-        if line.strip():
-            row = json.loads(line)
-            truth = truths.setdefault(row["json"], json.loads((corpus / row["json"]).read_text()))[row["version"]]
-            text = expected_text(truth["body"])
-            bodies.append({"page": row["html"].removesuffix(".gz"), "publisher": row["publisher"], "country": row["country"],
-                           "title": (truth.get("title") or "").strip(), "text": text, "words": len(words(text))})
+    for row, truth in ground_truth(corpus):
+        text = expected_text(truth["body"])
+        bodies.append({"page": row["html"].removesuffix(".gz"), "publisher": row["publisher"], "country": row["country"],
+                       "title": (truth.get("title") or "").strip(), "text": text, "words": len(words(text))})
     return bodies
 
 

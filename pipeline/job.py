@@ -29,12 +29,10 @@ def load_stored_state(out: str, run_id: str) -> StoredState:
         read_key_columns(out, "articles", ["article_id", "url", "canonical_url", "content_hash"], run_id),
         read_key_columns(out, "duplicates", ["url", "canonical_url", "duplicate_of"], run_id),
     )
-    since = datetime.now(timezone.utc) - NEAR_LOOKBACK
-    signatures = [row for row in read_state(out, "near", run_id) if row["published_at"] >= since]
-    story_since = datetime.now(timezone.utc) - MAX_STORY_GAP
-    stories = [row for row in read_state(out, "story", run_id) if row["published_at"] >= story_since]
+    now = datetime.now(timezone.utc)
     return StoredState(links=links, hashes=hashes, chrome=chrome_from_rows(read_state(out, "chrome", run_id)),
-                       signatures=signatures, stories=stories)
+                       signatures=read_state(out, "near", run_id, since=now - NEAR_LOOKBACK),
+                       stories=read_state(out, "story", run_id, since=now - MAX_STORY_GAP))
 
 
 def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: bool = False) -> dict:

@@ -263,7 +263,7 @@ class NearCopies(beam.PTransform):
             lambda d: [(keep_order(d), d["article_id"], _when(d), d["signature"], False)] if d["signature"] else []
         )
         old = self._stored | "StoredRecords" >> beam.Map(
-            lambda r: ((), r["article_id"], r["published_at"], Signature(r["shingles"], r["full"], r["lead"]), True)
+            lambda r: ((), r["article_id"], r["published_at"], Signature.from_state(r), True)
         )
         copies = (
             (new, old)
@@ -312,8 +312,7 @@ class AssignStories(beam.PTransform):
         featured = docs | "StoryFeatures" >> beam.Map(lambda d: {**d, "story": story_features(d["text"], d.get("title"))})
         new = featured | "NewInputs" >> beam.Map(lambda d: (d["article_id"], _when(d), d["story"], None))
         old = self._stored | "StoredInputs" >> beam.Map(
-            lambda r: (r["article_id"], r["published_at"], StoryFeatures(frozenset(r["names"]), tuple(zip(r["terms"], r["counts"])), frozenset(r["lead"])),
-                       r["story_id"])
+            lambda r: (r["article_id"], r["published_at"], StoryFeatures.from_state(r), r["story_id"])
         )
         assigned = (
             (new, old)
@@ -321,12 +320,10 @@ class AssignStories(beam.PTransform):
             | "Together" >> beam.combiners.ToList()
             | "Assign" >> beam.FlatMap(_assigned_new)
         )
-        joined = (
-            {"doc": featured | "ById" >> beam.Map(lambda d: (d["article_id"], d)), "story": assigned}
-            | "JoinStories" >> beam.CoGroupByKey()
-            | "SetStory" >> beam.ParDo(_SetStoryFn()).with_outputs("stories", main="documents")
+        set_story = featured | "SetStory" >> beam.ParDo(_SetStoryFn(), beam.pvalue.AsDict(assigned)).with_outputs(
+            "stories", main="documents"
         )
-        return {"documents": joined.documents, "stories": joined.stories}
+        return {"documents": set_story.documents, "stories": set_story.stories}
 
 
 def _assigned_new(inputs: list[tuple]):
@@ -338,14 +335,8 @@ def _assigned_new(inputs: list[tuple]):
 
 
 class _SetStoryFn(beam.DoFn):
-    def process(self, joined):
-        doc_id, grouped = joined
-        stories = list(grouped["story"])
-        for doc in grouped["doc"]:
-            story_id = stories[0] if stories else doc_id
-            features = doc["story"]
-            yield beam.pvalue.TaggedOutput("stories", {
-                "article_id": doc_id, "story_id": story_id, "published_at": _when(doc), "names": sorted(features.names),
-                "terms": [w for w, _ in features.terms], "counts": [c for _, c in features.terms], "lead": sorted(features.lead),
-            })
-            yield {**doc, "story_id": story_id}
+    def process(self, doc, stories):
+        story_id = stories.get(doc["article_id"], doc["article_id"])
+        yield beam.pvalue.TaggedOutput("stories", {"article_id": doc["article_id"], "story_id": story_id,
+                                                   "published_at": _when(doc), **doc["story"].state_fields()})
+        yield {**doc, "story_id": story_id}

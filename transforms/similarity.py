@@ -79,6 +79,11 @@ class Signature:
     full: bytes  # PERMUTATIONS uint32 values
     lead: bytes
 
+    @classmethod
+    def from_state(cls, row: dict) -> "Signature":
+        """The signature of a near-state row (schemas NEAR_STATE)."""
+        return cls(row["shingles"], row["full"], row["lead"])
+
     def values(self, which: str = "full") -> np.ndarray:
         return np.frombuffer(self.full if which == "full" else self.lead, dtype=np.uint32)
 

@@ -74,6 +74,16 @@ class StoryFeatures:
     terms: tuple  # ((word, count), ...), most frequent first
     lead: frozenset = frozenset()  # stems of the title's and first sentence's content words
 
+    @classmethod
+    def from_state(cls, row: dict) -> "StoryFeatures":
+        """The features of a story-state row (schemas STORY_STATE)."""
+        return cls(frozenset(row["names"]), tuple(zip(row["terms"], row["counts"])), frozenset(row["lead"]))
+
+    def state_fields(self) -> dict:
+        """The features as a story-state row's columns; from_state reads them back."""
+        return {"names": sorted(self.names), "terms": [w for w, _ in self.terms], "counts": [c for _, c in self.terms],
+                "lead": sorted(self.lead)}
+
     @cached_property
     def stems(self) -> frozenset:
         return frozenset({_stem(word) for word, _ in self.terms} | self.lead)

@@ -83,7 +83,7 @@ def read_key_columns(out: str, table: str, columns: list[str], exclude_run_id: s
     return _earlier_rows(table_dir(out, table), columns, exclude_run_id, partitioning="hive")
 
 
-def _earlier_rows(folder: str, columns: list[str], exclude_run_id: str, partitioning=None) -> list[dict]:
+def _earlier_rows(folder: str, columns: list[str], exclude_run_id: str, partitioning=None, since=None) -> list[dict]:
     import pyarrow.dataset as ds
 
     if not FileSystems.exists(folder):
@@ -91,7 +91,10 @@ def _earlier_rows(folder: str, columns: list[str], exclude_run_id: str, partitio
     dataset = ds.dataset(folder, format="parquet", partitioning=partitioning)
     if not dataset.files:
         return []
-    return dataset.to_table(columns=columns, filter=ds.field("run_id") != exclude_run_id).to_pylist()
+    keep = ds.field("run_id") != exclude_run_id
+    if since is not None:  # filtered while reading: row groups entirely older are skipped
+        keep &= ds.field("published_at") >= since
+    return dataset.to_table(columns=columns, filter=keep).to_pylist()
 
 
 class WriteTables(beam.PTransform):
@@ -168,10 +171,10 @@ def state_dir(out: str, name: str) -> str:
     return FileSystems.join(out, "_state", name)
 
 
-def read_state(out: str, name: str, exclude_run_id: str) -> list[dict]:
-    """State rows earlier runs kept beside the dataset."""
+def read_state(out: str, name: str, exclude_run_id: str, since=None) -> list[dict]:
+    """State rows earlier runs kept beside the dataset; with `since`, only those published since then."""
     columns = [c for c in STATE[name].names if c not in ("run_id", "schema_version")]
-    return _earlier_rows(state_dir(out, name), columns, exclude_run_id)
+    return _earlier_rows(state_dir(out, name), columns, exclude_run_id, since=since)
 
 
 class WriteState(beam.PTransform):
