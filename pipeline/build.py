@@ -37,7 +37,8 @@ def build_pipeline(p: beam.Pipeline, config: RunConfig, stored: StoredState):
         "duplicates": deduped["duplicates"],
         "errors": errors | "AllErrors" >> beam.Flatten(),
     }
-    stripped[LEARNED] | "KeepChromeState" >> WriteState(config.out, config.run_id, "chrome")
-    deduped["signatures"] | "KeepNearState" >> WriteState(config.out, config.run_id, "near")
-    deduped["stories"] | "KeepStoryState" >> WriteState(config.out, config.run_id, "story")
+    stripped[LEARNED] | "ChromeBatch" >> beam.Map(lambda row: (0, [row])) | "KeepChromeState" >> WriteState(
+        config.out, config.run_id, "chrome")
+    deduped["near_state"] | "KeepNearState" >> WriteState(config.out, config.run_id, "near")
+    deduped["story_state"] | "KeepStoryState" >> WriteState(config.out, config.run_id, "story")
     return tables | "Write" >> WriteTables(config.out, config.run_id)

@@ -1,10 +1,15 @@
-"""`newsbeam dedup DATASET --out DIR`: the Dedup stage over an existing articles dataset.
+"""`newsbeam dedup DATASET --out DIR`: the Dedup stage's tiers over an existing articles dataset.
 
 For backfills and merged datasets: every article of DATASET (a newsbeam output folder, or its
 `articles/` folder, possibly holding several runs' or several datasets' files) goes through the
 same tiers a run's articles go through (url, exact, near, then story ids), and DIR gets what a
 run writes: the articles kept, with their story ids; the duplicates with tier and similarity;
 the near and story state, so later `newsbeam run`s into DIR compare against them; a manifest.
+
+The dataset is read in chunks (a row group of a file each). A chunk is read twice: once to
+describe its articles for the tiers (keys, signature, story features: no text leaves the
+chunk), once to write it out with the tiers' decisions. So memory holds small records, never
+the dataset's text.
 """
 
 from __future__ import annotations
@@ -14,14 +19,20 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import apache_beam as beam
+import pyarrow.parquet as pq
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from newsbeam.pipeline.config import UsageError
 from newsbeam.pipeline.manifest import beam_metrics, write_manifest, written_tables
 from newsbeam.pipeline.runner import make_runner
-from newsbeam.transforms.dedup import Dedup
+from newsbeam.transforms.dedup import Decisions, blocked, decided_rows, describe
 from newsbeam.transforms.metrics import count
-from newsbeam.transforms.write import WriteState, WriteTables
+from newsbeam.transforms.write import WriteState, remove_stale, write_chunk
+
+TABLES = ("articles", "duplicates")
+DESCRIBE_COLUMNS = ["article_id", "url", "canonical_url", "feed_url", "content_hash", "text", "title", "published_at",
+                    "fetched_at", "paywalled", "extraction_method", "word_count"]
 
 
 def article_files(dataset: str) -> list[str]:
@@ -37,14 +48,68 @@ def article_files(dataset: str) -> list[str]:
     return files
 
 
+def chunks(files: list[str]) -> list[tuple[int, str, int]]:
+    """(chunk number, file, row group) for every row group of the files."""
+    found = []
+    for path in files:
+        with FileSystems.open(path, compression_type="uncompressed") as f:
+            groups = pq.ParquetFile(f).metadata.num_row_groups
+        found.extend((path, group) for group in range(groups))
+    return [(i, path, group) for i, (path, group) in enumerate(found)]
+
+
+def read_chunk(path: str, group: int, columns: list[str] | None = None) -> list[dict]:
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        return pq.ParquetFile(f).read_row_group(group, columns=columns).to_pylist()
+
+
 def as_document(row: dict) -> dict:
     """A stored article row as the Dedup stage's document: its one feed entry is the row's own link."""
     return {**row, "entries": [{"link": row["url"], "feed_url": row.get("feed_url")}]}
 
 
-def _read_document(row: dict) -> dict:
-    count("articles_read")
-    return as_document(row)
+def ref(chunk: int, row: int) -> str:
+    return f"{chunk}#{row}"
+
+
+class _DescribeChunkFn(beam.DoFn):
+    """A chunk -> its articles' light records (one element each) and near and story records (batched by time block)."""
+
+    def process(self, chunk):
+        number, path, group = chunk
+        near, story = [], []
+        rows = read_chunk(path, group, DESCRIBE_COLUMNS)
+        count("articles_read", len(rows))
+        for i, row in enumerate(rows):
+            records = describe(ref(number, i), as_document(row))
+            yield beam.pvalue.TaggedOutput("light", records["light"])
+            if records["near"] is not None:
+                near.append(records["near"])
+            story.append(records["story"])
+        for batch in blocked(near, 3):
+            yield beam.pvalue.TaggedOutput("near", batch)
+        for batch in blocked(story, 2):
+            yield beam.pvalue.TaggedOutput("story", batch)
+
+
+class _WriteChunkFn(beam.DoFn):
+    """(chunk number, {'chunk': [(file, row group)], 'decisions': [(row, decision)]}) -> the chunk's files written."""
+
+    def __init__(self, out: str, run_id: str):
+        self._out, self._run_id = out, run_id
+
+    def process(self, keyed):
+        number, parts = keyed
+        (path, group), = parts["chunk"]
+        decisions = dict(parts["decisions"])
+        articles, duplicates = [], []
+        for i, row in enumerate(read_chunk(path, group)):
+            article, copies = decided_rows(as_document(row), decisions.get(i))
+            if article is not None:
+                articles.append(article)
+            duplicates.extend(copies)
+        yield from write_chunk(self._out, self._run_id, "articles", number, articles)
+        yield from write_chunk(self._out, self._run_id, "duplicates", number, duplicates)
 
 
 def run_dedup(dataset: str, out: str, run_id: str, beam_args: list[str] | None = None) -> dict:
@@ -55,21 +120,22 @@ def run_dedup(dataset: str, out: str, run_id: str, beam_args: list[str] | None =
     options = PipelineOptions(beam_args or [])
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
+    found = chunks(files)
     p = beam.Pipeline(runner=make_runner(options), options=options)
-    docs = (
-        p
-        | "Files" >> beam.Create(files)
-        | "ReadArticles" >> beam.io.ReadAllFromParquet()
-        | "AsDocuments" >> beam.Map(_read_document)
+    specs = p | "Chunks" >> beam.Create(found)
+    described = specs | "Describe" >> beam.ParDo(_DescribeChunkFn()).with_outputs("light", "near", "story")
+    decided = {"light": described.light, "near": described.near, "story": described.story} | "Tiers" >> Decisions()
+    by_chunk = decided["decisions"] | "ByChunk" >> beam.Map(lambda d: (int(d[0].split("#")[0]), (int(d[0].split("#")[1]), d[1])))
+    keyed_specs = specs | "KeyChunks" >> beam.Map(lambda c: (c[0], (c[1], c[2])))
+    (
+        {"chunk": keyed_specs, "decisions": by_chunk}
+        | "WithDecisions" >> beam.CoGroupByKey()
+        | "WriteChunks" >> beam.ParDo(_WriteChunkFn(out, run_id))
+        | "AllFiles" >> beam.combiners.ToList()
+        | "RemoveStale" >> beam.Map(remove_stale, out, run_id, list(TABLES))
     )
-    empty_links = beam.pvalue.AsDict(p | "NoLinks" >> beam.Create([]))
-    empty_hashes = beam.pvalue.AsDict(p | "NoHashes" >> beam.Create([]))
-    deduped = docs | "Dedup" >> Dedup(empty_links, empty_hashes, p | "NoSignatures" >> beam.Create([]),
-                                      p | "NoStories" >> beam.Create([]))
-    tables = {"articles": deduped["articles"], "duplicates": deduped["duplicates"], "errors": p | "NoErrors" >> beam.Create([])}
-    tables | "Write" >> WriteTables(out, run_id)
-    deduped["signatures"] | "KeepNearState" >> WriteState(out, run_id, "near")
-    deduped["stories"] | "KeepStoryState" >> WriteState(out, run_id, "story")
+    decided["near_state"] | "KeepNearState" >> WriteState(out, run_id, "near")
+    decided["story_state"] | "KeepStoryState" >> WriteState(out, run_id, "story")
     result = p.run()
     result.wait_until_finish()
 
@@ -84,6 +150,7 @@ def run_dedup(dataset: str, out: str, run_id: str, beam_args: list[str] | None =
         "finished_at": datetime.now(timezone.utc).isoformat(),
         "dataset": str(Path(dataset).resolve()),
         "input_files": len(files),
+        "input_chunks": len(found),
         "out": out,
         "counts": counts,
         "articles": {"read": read, "kept": rows.get("articles", 0), "duplicates": rows.get("duplicates", 0),

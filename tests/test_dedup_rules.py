@@ -178,19 +178,18 @@ def test_stored_keys_of_nothing(articles, duplicates):
 def test_near_copies_are_paired_once_across_time_blocks_and_only_within_the_window():
     from datetime import datetime, timedelta, timezone
 
-    from newsbeam.transforms.dedup import NEAR_WINDOW, block_copies, time_blocks
+    from newsbeam.transforms.dedup import NEAR_WINDOW, block_copies, blocked
     from newsbeam.transforms.similarity import signature
     from newsweb import body_paragraphs
 
     sig = signature("\n".join(body_paragraphs(1) + body_paragraphs(2)))
     start = datetime(2026, 11, 1, tzinfo=timezone.utc)
-    records = {name: ((name,), name, start + offset, sig, False) for name, offset in
-               (("a", timedelta(0)), ("b", timedelta(days=6)), ("c", timedelta(days=8)), ("far", NEAR_WINDOW * 3))}
-    blocks: dict = {}
-    for record in records.values():
-        for block, member in time_blocks(record):
-            blocks.setdefault(block, []).append(member)
-    found = [(a[1], b[1]) for members in blocks.values() for a, b, _ in block_copies(members)]
+    records = [((name,), name, name, (start + offset).timestamp(), False, sig.shingles, sig.full, sig.lead) for name, offset in
+               (("a", timedelta(0)), ("b", timedelta(days=6)), ("c", timedelta(days=8)), ("far", NEAR_WINDOW * 3))]
+    found = []
+    for _, (homes, visitors) in blocked(records, 3):
+        members = [(r, True) for r in homes] + [(r, False) for r in visitors]
+        found += [(a[1], b[1]) for a, b, _ in block_copies(members)]
     assert sorted(found) == sorted({tuple(sorted(p)) for p in found})  # no pair twice
     pairs = {tuple(sorted(p)) for p in found}
     assert ("far" not in {x for p in pairs for x in p}) and ("a", "c") not in pairs  # 8 days apart: outside the window

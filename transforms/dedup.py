@@ -14,19 +14,31 @@ Which copy is kept, in order: one not cut short by a paywall (the original over 
 aggregator's teaser), the earliest published, a body extracted from the page over one taken
 from the feed, the longer text, then the smaller canonical URL (so reruns agree).
 Earlier runs are known from the stored tables' key columns and the near tier's signatures
-kept under DIR/_state/near, never their text.
+kept under DIR/_state/near, never their text. After the copies are gone, the story tier
+(transforms/stories.py) gives articles about one event a shared story id.
+
+How it scales: no tier moves a document's text. Each document is described once by small
+records (`describe`): its keys and rank for the url and exact tiers, its MinHash signature for
+the near tier, its story features for the story tier. The url and exact tiers group the keys;
+the near and story tiers work per time block (NEAR_WINDOW long) on the block's records and
+those of the block before, so every pair of documents within the window meets in exactly one
+block as a home member and another, or two home members. What reaches one place is small:
+verified copy pairs (to pick copies without chains) and story links (to follow them to the
+story's first article). The result is one decision per document that is not simply kept
+(`Decisions`); the caller applies them to its documents: a run to the documents it holds,
+`newsbeam dedup` to the chunks of the dataset it reads again.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import apache_beam as beam
 
 from newsbeam.transforms.metrics import count
 from newsbeam.transforms.normalise import canonical_url
 from newsbeam.transforms.similarity import Signature, copy_similarity, pick_copies, shared_bands, signature
-from newsbeam.transforms.stories import StoryFeatures, assign_stories, story_features
+from newsbeam.transforms.stories import STORY_REACH, StoryFeatures, resolve_links, story_features, story_links
 
 _FAR_FUTURE = "9999"
 NEAR_WINDOW = timedelta(days=7)  # copies of a story are compared only within this time of each other
@@ -106,8 +118,239 @@ def stored_keys(articles, duplicates) -> tuple[dict, dict]:
     return links, hashes
 
 
+
+# ---------------------------------------------------------------- records: what the tiers see of a document
+
+COPY_TIERS = ("url", "exact", "near")
+
+
+def when_of(doc: dict) -> datetime:
+    return doc.get("published_at") or doc["fetched_at"]
+
+
+def describe(ref: str, doc: dict) -> dict:
+    """The records the tiers work on, for a document known as `ref` (unique among the documents deduplicated).
+
+    'light': (rank, ref, article_id, canonical_url, content_hash) for the url and exact tiers;
+    'near': (rank, ref, article_id, when, stored, shingles, full, lead), or None for a text too
+    short to sign; 'story': (ref, article_id, when, story_id, names, terms, counts, lead), story_id
+    None for a new document. `when` is a POSIX timestamp; rank is keep_order.
+    """
+    rank, when = keep_order(doc), when_of(doc).timestamp()
+    sig = signature(doc["text"])
+    features = story_features(doc["text"], doc.get("title"))
+    state = features.state_fields()
+    return {
+        "light": (rank, ref, doc["article_id"], doc["canonical_url"], doc["content_hash"]),
+        "near": None if sig is None else (rank, ref, doc["article_id"], when, False, sig.shingles, sig.full, sig.lead),
+        "story": (ref, doc["article_id"], when, None, state["names"], state["terms"], state["counts"], state["lead"]),
+    }
+
+
+def stored_near_record(row: dict) -> tuple:
+    """An earlier run's near-state row as a near record (ranked before every new document)."""
+    return ((), row["article_id"], row["article_id"], row["published_at"].timestamp(), True, row["shingles"], row["full"],
+            row["lead"])
+
+
+def stored_story_record(row: dict) -> tuple:
+    """An earlier run's story-state row as a story record: it keeps its story id."""
+    return (row["article_id"], row["article_id"], row["published_at"].timestamp(), row["story_id"], row["names"],
+            row["terms"], row["counts"], row["lead"])
+
+
+def _near_signature(record: tuple) -> Signature:
+    return Signature(record[5], record[6], record[7])
+
+
+def _story_features(record: tuple) -> StoryFeatures:
+    return StoryFeatures.from_state({"names": record[4], "terms": record[5], "counts": record[6], "lead": record[7]})
+
+
+def block_of(when: float) -> int:
+    return int(when // NEAR_WINDOW.total_seconds())
+
+
+def blocked(records, when_index: int) -> list[tuple[int, tuple[list, list]]]:
+    """Records -> (block, (home records, visiting records)): each record is home in its NEAR_WINDOW-long
+    time block and visits the next, so two records within NEAR_WINDOW of each other meet in one block."""
+    blocks: dict[int, tuple[list, list]] = {}
+    for record in records:
+        block = block_of(record[when_index])
+        blocks.setdefault(block, ([], []))[0].append(record)
+        blocks.setdefault(block + 1, ([], []))[1].append(record)
+    return sorted(blocks.items())
+
+
+def _members(parts, dropped, ref_index: int) -> list[tuple[tuple, bool]]:
+    """A block's (record, home) members from its grouped (homes, visitors) parts, less the dropped refs."""
+    members = []
+    for homes, visitors in parts:
+        members.extend((r, True) for r in homes if r[ref_index] not in dropped)
+        members.extend((r, False) for r in visitors if r[ref_index] not in dropped)
+    return members
+
+
+# ---------------------------------------------------------------- the near tier, per block
+
+def block_copies(members: list[tuple[tuple, bool]]) -> list[tuple[tuple, tuple, float]]:
+    """Verified copy pairs among one time block's near records: ((rank, ref, article_id, stored), (...), similarity).
+
+    `members` are (near record, home) pairs: the block's own records (home) and the block
+    before's (visitors, whose pairs among themselves are found in their own block). Pairs share
+    a band key (similarity.shared_bands, best-ranked first so a crowded band keeps its best
+    members), are within NEAR_WINDOW, are not both from earlier runs, and pass copy_similarity.
+    """
+    ordered = sorted(members, key=lambda m: (not m[0][4], m[0][0], m[0][1]))  # earlier runs' first, then by rank
+    sigs = [_near_signature(record) for record, _ in ordered]
+    window = NEAR_WINDOW.total_seconds()
+    found = []
+    for i, j in sorted(shared_bands(sigs, BUCKET_LIMIT, BUCKET_HEAD)):
+        (a, a_home), (b, b_home) = ordered[i], ordered[j]
+        if not (a_home or b_home) or (a[4] and b[4]) or abs(a[3] - b[3]) > window:
+            continue
+        similarity = copy_similarity(sigs[i], sigs[j])
+        if similarity is not None:
+            found.append(((a[0], a[1], a[2], a[4]), (b[0], b[1], b[2], b[4]), similarity))
+    return found
+
+
+def assign_copies(verified: list[tuple]) -> list[tuple[str, str, float]]:
+    """(copy ref, kept article_id, similarity) from all verified pairs: pick_copies over them."""
+    ranks, ids, similar, stored = {}, {}, {}, set()
+    for a, b, sim in verified:
+        for rank, ref, doc_id, is_stored in (a, b):
+            ranks[ref], ids[ref] = rank, doc_id
+            if is_stored:
+                stored.add(ref)
+        similar[(a[1], b[1])] = max(sim, similar.get((a[1], b[1]), 0.0))
+    order = sorted(ranks, key=lambda ref: (ref not in stored, ranks[ref], ref))
+    copies = pick_copies(order, similar, frozenset(stored))
+    return [(copy, ids[kept], sim) for copy, (kept, sim) in sorted(copies.items())]
+
+
+# ---------------------------------------------------------------- the story tier, per block
+
+def block_story_links(members: list[tuple[tuple, bool]]) -> list[tuple[str, str, str]]:
+    """(ref, parent ref, parent's own story) for each new home member that joins an earlier article's story.
+
+    The parent's own story is its stored story id (an earlier run's article) or its article id;
+    resolve_links follows parents across blocks to the story's first article.
+    """
+    docs = [(record[0], datetime.fromtimestamp(record[2], timezone.utc), _story_features(record)) for record, _ in members]
+    linkable = {record[0] for record, home in members if home and record[3] is None}
+    links = story_links(docs, linkable)
+    own = {record[0]: record[3] or record[1] for record, _ in members}
+    return [(ref, parent, own[parent]) for ref, parent in sorted(links.items())]
+
+
+# ---------------------------------------------------------------- decisions
+
+class Decisions(beam.PTransform):
+    """The tiers over documents' records -> {'decisions', 'near_state', 'story_state'}.
+
+    Input: a dict of PCollections: 'light' (light records, one per document), 'near' and 'story'
+    ((block, (homes, visitors)) batches of near and story records, see `blocked`; earlier runs'
+    records among them). Output 'decisions': (ref, (tier, article_id, similarity)) for each copy
+    (tier url, exact or near; article_id the kept one) and (ref, ('story', story_id, None)) for
+    each article that joins another's story; every other document is an article of its own
+    story. 'near_state' and 'story_state': (block, rows) of the articles kept, for later runs.
+    """
+
+    def expand(self, records):
+        url = (
+            records["light"]
+            | "ByUrl" >> beam.Map(lambda r: (r[3], r))
+            | "GroupUrl" >> beam.GroupByKey()
+            | "KeepOneUrl" >> beam.ParDo(_KeepOneFn("url")).with_outputs("kept", main="decisions")
+        )
+        exact = (
+            url.kept
+            | "ByText" >> beam.Map(lambda r: (r[4], r))
+            | "GroupText" >> beam.GroupByKey()
+            | "KeepOneText" >> beam.ParDo(_KeepOneFn("exact")).with_outputs("kept", main="decisions")
+        )
+        early = (url.decisions, exact.decisions) | "EarlyCopies" >> beam.Flatten()
+        near = (
+            records["near"]
+            | "GroupNearBlocks" >> beam.GroupByKey()
+            | "VerifyPairs" >> beam.FlatMap(lambda block, dropped: block_copies(_members(block[1], dropped, 1)),
+                                            beam.pvalue.AsDict(early))
+            | "AllPairs" >> beam.combiners.ToList()
+            | "PickCopies" >> beam.FlatMap(assign_copies)
+            | "NearDecisions" >> beam.Map(lambda t: (t[0], ("near", t[1], t[2])))
+        )
+        dropped = beam.pvalue.AsDict((early, near) | "Copies" >> beam.Flatten())
+        stories = (
+            records["story"]
+            | "GroupStoryBlocks" >> beam.GroupByKey()
+            | "StoryLinks" >> beam.FlatMap(lambda block, dropped: block_story_links(_members(block[1], dropped, 0)), dropped)
+            | "AllLinks" >> beam.combiners.ToList()
+            | "FollowLinks" >> beam.FlatMap(lambda links: sorted(resolve_links(links).items()))
+            | "StoryDecisions" >> beam.Map(lambda t: (t[0], ("story", t[1], None)))
+        )
+        near_state = records["near"] | "NearState" >> beam.FlatMap(_near_state, dropped)
+        story_state = records["story"] | "StoryState" >> beam.FlatMap(_story_state, dropped, beam.pvalue.AsDict(stories))
+        decisions = (early, near, stories) | "AllDecisions" >> beam.Flatten()
+        return {"decisions": decisions, "near_state": near_state, "story_state": story_state}
+
+
+class _KeepOneFn(beam.DoFn):
+    def __init__(self, tier: str):
+        self._tier = tier
+
+    def process(self, keyed):
+        records = sorted(keyed[1])  # by rank, then ref
+        yield beam.pvalue.TaggedOutput("kept", records[0])
+        for record in records[1:]:
+            yield record[1], (self._tier, records[0][2], 1.0)
+
+
+def _near_state(batch, dropped):
+    block, (homes, _) = batch
+    rows = [{"article_id": r[2], "published_at": datetime.fromtimestamp(r[3], timezone.utc), "shingles": r[5],
+             "full": r[6], "lead": r[7]} for r in homes if not r[4] and r[1] not in dropped]
+    return [(block, rows)] if rows else []
+
+
+def _story_state(batch, dropped, stories):
+    block, (homes, _) = batch
+    rows = []
+    for ref, doc_id, when, story_id, names, terms, counts, lead in homes:
+        if story_id is None and ref not in dropped:
+            joined = stories.get(ref)
+            rows.append({"article_id": doc_id, "story_id": joined[1] if joined else doc_id,
+                         "published_at": datetime.fromtimestamp(when, timezone.utc), "names": names, "terms": terms,
+                         "counts": counts, "lead": lead})
+    return [(block, rows)] if rows else []
+
+
+def decided_rows(doc: dict, decision: tuple | None) -> tuple[dict | None, list[dict]]:
+    """A document and its decision -> (its article row or None, its duplicates rows); counted.
+
+    A copy yields one duplicates row per feed entry that led to it; an article yields its row
+    (with its story id) and a url-tier duplicates row for each further entry that led to it.
+    """
+    if decision is not None and decision[0] in COPY_TIERS:
+        tier, kept_id, similarity = decision
+        count(f"duplicates_{tier}", len(doc["entries"]))
+        return None, duplicate_rows(doc, kept_id, tier, similarity)
+    count("articles_kept")
+    story_id = decision[1] if decision is not None else doc["article_id"]
+    extra = doc["entries"][1:]
+    if extra:
+        count("duplicates_url", len(extra))
+    return article_row({**doc, "story_id": story_id}), duplicate_rows(doc, doc["article_id"], "url", entries=extra)
+
+
+# ---------------------------------------------------------------- the stage in a run
+
 class Dedup(beam.PTransform):
-    """Normalised documents -> {'articles': article rows, 'duplicates': duplicate rows}."""
+    """A run's normalised documents -> {'articles', 'duplicates', 'near_state', 'story_state'}.
+
+    Documents already stored by earlier runs (same link or same text) are duplicates of those;
+    the rest go through the tiers together with earlier runs' near and story state.
+    """
 
     def __init__(self, stored_links, stored_hashes, stored_signatures, stored_stories):
         super().__init__()
@@ -120,20 +363,22 @@ class Dedup(beam.PTransform):
         new = docs | "AgainstEarlierRuns" >> beam.ParDo(
             _AgainstStoredFn(), links=self._stored_links, hashes=self._stored_hashes
         ).with_outputs("duplicates", main="documents")
-        by_url = new.documents | "SameUrl" >> _KeepOne("url", lambda d: d["canonical_url"])
-        by_text = by_url.documents | "SameText" >> _KeepOne("exact", lambda d: d["content_hash"])
-        by_near = by_text.documents | "NearCopies" >> NearCopies(self._stored_signatures)
-        storied = by_near["documents"] | "Stories" >> AssignStories(self._stored_stories)
-        rows = storied["documents"] | "ToRows" >> beam.ParDo(_RowsFn()).with_outputs("duplicates", main="articles")
-        duplicates = (
-            new.duplicates,
-            by_url.duplicates,
-            by_text.duplicates,
-            by_near["duplicates"],
-            rows.duplicates,
-        ) | "AllDuplicates" >> beam.Flatten()
-        return {"articles": rows.articles, "duplicates": duplicates, "signatures": by_near["signatures"],
-                "stories": storied["stories"]}
+        described = new.documents | "Describe" >> beam.Map(lambda d: {**d, "records": describe(d["url"], d)})
+        stored_near = self._stored_signatures | "StoredNear" >> beam.Map(stored_near_record)
+        new_near = described | "NearRecords" >> beam.FlatMap(lambda d: [d["records"]["near"]] if d["records"]["near"] else [])
+        stored_story = self._stored_stories | "StoredStory" >> beam.Map(stored_story_record)
+        new_story = described | "StoryRecords" >> beam.Map(lambda d: d["records"]["story"])
+        decided = {
+            "light": described | "LightRecords" >> beam.Map(lambda d: d["records"]["light"]),
+            "near": (new_near, stored_near) | "AllNear" >> beam.Flatten() | "NearBlocks" >> beam.FlatMap(lambda r: blocked([r], 3)),
+            "story": (new_story, stored_story) | "AllStory" >> beam.Flatten() | "StoryBlocks" >> beam.FlatMap(lambda r: blocked([r], 2)),
+        } | "Tiers" >> Decisions()
+        rows = described | "Apply" >> beam.ParDo(_ApplyFn(), beam.pvalue.AsDict(decided["decisions"])).with_outputs(
+            "duplicates", main="articles"
+        )
+        duplicates = (new.duplicates, rows.duplicates) | "AllDuplicates" >> beam.Flatten()
+        return {"articles": rows.articles, "duplicates": duplicates,
+                "near_state": decided["near_state"], "story_state": decided["story_state"]}
 
 
 class _AgainstStoredFn(beam.DoFn):
@@ -150,193 +395,10 @@ class _AgainstStoredFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput("duplicates", row)
 
 
-class _KeepOne(beam.PTransform):
-    def __init__(self, tier: str, key):
-        super().__init__()
-        self._tier = tier
-        self._key = key
-
-    def expand(self, docs):
-        return (
-            docs
-            | "Key" >> beam.Map(lambda d, key=self._key: (key(d), d))
-            | "Group" >> beam.GroupByKey()
-            | "Keep" >> beam.ParDo(_KeepOneFn(self._tier)).with_outputs("duplicates", main="documents")
-        )
-
-
-class _KeepOneFn(beam.DoFn):
-    def __init__(self, tier: str):
-        self._tier = tier
-
-    def process(self, keyed):
-        _, docs = keyed
-        kept, others = split_kept(list(docs))
-        yield kept
-        for doc in others:
-            count(f"duplicates_{self._tier}", len(doc["entries"]))
-            for row in duplicate_rows(doc, kept["article_id"], self._tier):
-                yield beam.pvalue.TaggedOutput("duplicates", row)
-
-
-class _RowsFn(beam.DoFn):
-    def process(self, doc):
-        count("articles_kept")
-        yield article_row(doc)
-        extra = doc["entries"][1:]
-        if extra:
-            count("duplicates_url", len(extra))
-            for row in duplicate_rows(doc, doc["article_id"], "url", entries=extra):
-                yield beam.pvalue.TaggedOutput("duplicates", row)
-
-
-def signature_row(doc: dict) -> dict | None:
-    """What the near tier keeps of a kept article for later runs: its id, time and signature."""
-    sig = doc.get("signature")
-    if sig is None:
-        return None
-    return {"article_id": doc["article_id"], "published_at": _when(doc), "shingles": sig.shingles,
-            "full": sig.full, "lead": sig.lead}
-
-
-def _when(doc: dict):
-    return doc.get("published_at") or doc["fetched_at"]
-
-
-def block_copies(members: list[tuple]) -> list[tuple[tuple, tuple, float]]:
-    """Verified copy pairs among one time block's documents: ((rank, id, stored), (rank, id, stored), similarity).
-
-    `members` are ((rank, article_id, when, signature, stored), home) tuples: documents of the
-    block (home) and of the block before (visitors, whose pairs among themselves were found in
-    their own block). Pairs share a band key (similarity.shared_bands, best-ranked first so a
-    crowded band keeps its best members), are within NEAR_WINDOW, are not both from earlier
-    runs, and pass copy_similarity.
-    """
-    ordered = sorted(members, key=lambda m: (not m[0][4], m[0][0]))  # earlier runs' articles first, then by rank
-    found = []
-    for i, j in sorted(shared_bands([m[0][3] for m in ordered], BUCKET_LIMIT, BUCKET_HEAD)):
-        (a, a_home), (b, b_home) = ordered[i], ordered[j]
-        if not (a_home or b_home) or (a[4] and b[4]) or abs(a[2] - b[2]) > NEAR_WINDOW:
-            continue
-        similarity = copy_similarity(a[3], b[3])
-        if similarity is not None:
-            found.append(((a[0], a[1], a[4]), (b[0], b[1], b[4]), similarity))
-    return found
-
-
-def time_blocks(record: tuple):
-    """A document's record keyed by its NEAR_WINDOW-long time block (home), and by the next one (visitor)."""
-    block = int(record[2].timestamp() // NEAR_WINDOW.total_seconds())
-    yield block, (record, True)
-    yield block + 1, (record, False)
-
-
-def assign_copies(verified: list[tuple]) -> list[tuple[str, str, float]]:
-    """(copy id, kept id, similarity) from all verified pairs of the run: pick_copies over them."""
-    ranks, similar, stored = {}, {}, set()
-    for a, b, sim in verified:
-        for rank, doc_id, is_stored in (a, b):
-            ranks[doc_id] = rank
-            if is_stored:
-                stored.add(doc_id)
-        similar[(a[1], b[1])] = max(sim, similar.get((a[1], b[1]), 0.0))
-    order = sorted(ranks, key=lambda doc_id: (doc_id not in stored, ranks[doc_id]))
-    copies = pick_copies(order, similar, frozenset(stored))
-    return [(copy, kept, sim) for copy, (kept, sim) in sorted(copies.items())]
-
-
-class NearCopies(beam.PTransform):
-    """Documents -> {'documents': kept ones, 'duplicates': rows of tier near, 'signatures': near-state rows}.
-
-    Band keys of this run's documents and of earlier runs' signatures are grouped; each
-    bucket's pairs are verified where they meet; the verified pairs (few: only real copies)
-    are gathered in one place to pick copies without chains; documents are then split.
-    """
-
-    def __init__(self, stored_signatures):
-        super().__init__()
-        self._stored = stored_signatures
-
-    def expand(self, docs):
-        signed = docs | "Sign" >> beam.Map(lambda d: {**d, "signature": signature(d["text"])})
-        new = signed | "Records" >> beam.FlatMap(
-            lambda d: [(keep_order(d), d["article_id"], _when(d), d["signature"], False)] if d["signature"] else []
-        )
-        old = self._stored | "StoredRecords" >> beam.Map(
-            lambda r: ((), r["article_id"], r["published_at"], Signature.from_state(r), True)
-        )
-        copies = (
-            (new, old)
-            | "AllRecords" >> beam.Flatten()
-            | "TimeBlocks" >> beam.FlatMap(time_blocks)
-            | "GroupBlocks" >> beam.GroupByKey()
-            | "VerifyPairs" >> beam.FlatMap(lambda block: block_copies(list(block[1])))
-            | "AllPairs" >> beam.combiners.ToList()
-            | "PickCopies" >> beam.FlatMap(assign_copies)
-            | "ByCopy" >> beam.Map(lambda t: (t[0], (t[1], t[2])))
-        )
-        split = signed | "Split" >> beam.ParDo(_SplitNearFn(), beam.pvalue.AsDict(copies)).with_outputs(
-            "duplicates", "signatures", main="documents"
-        )
-        return {"documents": split.documents, "duplicates": split.duplicates, "signatures": split.signatures}
-
-
-class _SplitNearFn(beam.DoFn):
-    def process(self, doc, copies):
-        copy_of = copies.get(doc["article_id"])
-        if copy_of:
-            kept_id, similarity = copy_of
-            count("duplicates_near", len(doc["entries"]))
-            for row in duplicate_rows(doc, kept_id, "near", similarity):
-                yield beam.pvalue.TaggedOutput("duplicates", row)
-            return
-        row = signature_row(doc)
-        if row is not None:
-            yield beam.pvalue.TaggedOutput("signatures", row)
-        yield doc
-
-
-class AssignStories(beam.PTransform):
-    """Kept documents -> {'documents': the same with `story_id`, 'stories': story-state rows}.
-
-    The story tier (transforms/stories.py) runs over this run's kept articles and earlier runs'
-    stored features (which keep their story ids) in one place: a run's articles are few, and
-    the features are small.
-    """
-
-    def __init__(self, stored_stories):
-        super().__init__()
-        self._stored = stored_stories
-
-    def expand(self, docs):
-        featured = docs | "StoryFeatures" >> beam.Map(lambda d: {**d, "story": story_features(d["text"], d.get("title"))})
-        new = featured | "NewInputs" >> beam.Map(lambda d: (d["article_id"], _when(d), d["story"], None))
-        old = self._stored | "StoredInputs" >> beam.Map(
-            lambda r: (r["article_id"], r["published_at"], StoryFeatures.from_state(r), r["story_id"])
-        )
-        assigned = (
-            (new, old)
-            | "AllInputs" >> beam.Flatten()
-            | "Together" >> beam.combiners.ToList()
-            | "Assign" >> beam.FlatMap(_assigned_new)
-        )
-        set_story = featured | "SetStory" >> beam.ParDo(_SetStoryFn(), beam.pvalue.AsDict(assigned)).with_outputs(
-            "stories", main="documents"
-        )
-        return {"documents": set_story.documents, "stories": set_story.stories}
-
-
-def _assigned_new(inputs: list[tuple]):
-    known = {doc_id: story for doc_id, _, _, story in inputs if story}
-    stories = assign_stories([(doc_id, when, features) for doc_id, when, features, _ in inputs], known)
-    for doc_id, story in stories.items():
-        if doc_id not in known:
-            yield doc_id, story
-
-
-class _SetStoryFn(beam.DoFn):
-    def process(self, doc, stories):
-        story_id = stories.get(doc["article_id"], doc["article_id"])
-        yield beam.pvalue.TaggedOutput("stories", {"article_id": doc["article_id"], "story_id": story_id,
-                                                   "published_at": _when(doc), **doc["story"].state_fields()})
-        yield {**doc, "story_id": story_id}
+class _ApplyFn(beam.DoFn):
+    def process(self, doc, decisions):
+        article, duplicates = decided_rows(doc, decisions.get(doc["url"]))
+        if article is not None:
+            yield article
+        for row in duplicates:
+            yield beam.pvalue.TaggedOutput("duplicates", row)

@@ -35,6 +35,9 @@ from datetime import datetime, timedelta
 STORY_SIGMA = timedelta(days=3)
 MAX_STORY_GAP = timedelta(days=30)
 STORY_THRESHOLD = 0.27
+# A score is at most its time decay, so articles further apart than this can never reach the threshold:
+# the tier looks no further back (and, in Beam, works in time blocks at least this long).
+STORY_REACH = min(MAX_STORY_GAP, STORY_SIGMA * math.sqrt(2 * math.log(1 / STORY_THRESHOLD)))
 MIN_SHARED_NAMES = 2
 NAME_WEIGHT = 0.5  # the rest is the content words' cosine
 TOP_TERMS = 60  # content words kept per article (by count): enough for the cosine, small to store
@@ -206,33 +209,28 @@ def _lead_coverage(a: _Scored, b: _Scored) -> float:
     return sum(w for x, w in a.lead_weight.items() if x in stems) / a.lead_total
 
 
-def assign_stories(docs: list[tuple[str, datetime, StoryFeatures]], known: dict[str, str] | None = None) -> dict[str, str]:
-    """doc id -> story id for every document; `known` gives stored articles' story ids (they keep them).
+def story_links(docs: list[tuple[str, datetime, StoryFeatures]], linkable=None) -> dict[str, str]:
+    """doc id -> the earlier doc whose story it joins, for each doc of `linkable` (default: all) that joins one.
 
     Documents are taken in publication order (ties by id); each is compared with earlier ones
-    that share a name and are within MAX_STORY_GAP, and joins the story of the best of them
-    (see the module docstring), else starts its own.
+    that share a name and are within STORY_REACH, and links to the best of them (see the module
+    docstring). Docs outside `linkable` (earlier runs' articles, or another block's) are only
+    candidates. The choice depends on the features alone, not on stories assigned so far, so
+    links found in separate time blocks can be followed afterwards (resolve_links).
     """
-    known = known or {}
     ordered = sorted(docs, key=lambda d: (d[1], d[0]))
     idf = idf_weights(f for _, _, f in ordered)
     scored = [_prepare(f, idf) for _, _, f in ordered]
-    stories: dict[str, str] = {}
+    links: dict[str, str] = {}
     postings: dict[str, list[int]] = {}
     times = [when for _, when, _ in ordered]
-
-    def window_start(when: datetime) -> int:
-        """The index of the first document published within MAX_STORY_GAP before `when`."""
-        return bisect_left(times, when - MAX_STORY_GAP)
-
     for i, (doc_id, when, features) in enumerate(ordered):
-        if doc_id in known:
-            stories[doc_id] = known[doc_id]
-        else:
+        if linkable is None or doc_id in linkable:
+            start = bisect_left(times, when - STORY_REACH)  # the first document within reach
             shared: Counter = Counter()
             for name in features.names:
                 posted = postings.get(name, ())  # indices in publication order
-                first = max(bisect_left(posted, window_start(when)), len(posted) - POSTING_LIMIT)
+                first = max(bisect_left(posted, start), len(posted) - POSTING_LIMIT)
                 shared.update(posted[first:])
             best, best_score = None, STORY_THRESHOLD
             for j, count in shared.items():
@@ -242,7 +240,40 @@ def assign_stories(docs: list[tuple[str, datetime, StoryFeatures]], known: dict[
                 score = _score(scored[i], scored[j], when - other_when)
                 if score >= best_score:
                     best, best_score = other_id, score
-            stories[doc_id] = stories[best] if best else doc_id
+            if best is not None:
+                links[doc_id] = best
         for name in features.names:
             postings.setdefault(name, []).append(i)
+    return links
+
+
+def resolve_links(links) -> dict[str, str]:
+    """(id, parent id, parent's own story) links -> id -> story id, following parents to the story's first article.
+
+    A parent's own story is its stored story id, or its own id when it starts a story; a parent
+    that has a link itself takes its story from its own parent, and so on.
+    """
+    parents = {doc_id: (parent, own) for doc_id, parent, own in links}
+    stories: dict[str, str] = {}
+    for doc_id in parents:
+        chain = []
+        while doc_id in parents and doc_id not in stories:
+            chain.append(doc_id)
+            doc_id = parents[doc_id][0]
+        story = stories.get(doc_id) or parents[chain[-1]][1]
+        for member in chain:
+            stories[member] = story
+    return stories
+
+
+def assign_stories(docs: list[tuple[str, datetime, StoryFeatures]], known: dict[str, str] | None = None) -> dict[str, str]:
+    """doc id -> story id for every document; `known` gives stored articles' story ids (they keep them).
+
+    Each document not in `known` joins the story of the earlier document it links to
+    (story_links), else starts its own (its id is the story id).
+    """
+    known = known or {}
+    links = story_links(docs, {doc_id for doc_id, _, _ in docs if doc_id not in known})
+    stories = {doc_id: known.get(doc_id, doc_id) for doc_id, _, _ in docs}
+    stories.update(resolve_links((doc_id, parent, known.get(parent, parent)) for doc_id, parent in links.items()))
     return stories

@@ -119,7 +119,7 @@ class WriteTables(beam.PTransform):
             written
             | "AllFiles" >> beam.Flatten()
             | "ListFiles" >> beam.combiners.ToList()
-            | "RemoveStaleFiles" >> beam.Map(_remove_stale, self._out, self._run_id, list(tables))
+            | "RemoveStaleFiles" >> beam.Map(remove_stale, self._out, self._run_id, list(tables))
         )
 
 
@@ -147,13 +147,28 @@ class _WritePartitionFn(beam.DoFn):
             yield self._write(folder, chunk, batch)
 
     def _write(self, folder: str, chunk: int, batch: list[dict]) -> dict:
-        path = FileSystems.join(folder, file_name(self._run_id, chunk))
-        write_file(path, parquet_bytes(to_arrow(self._table, batch)), len(batch))
-        count(f"rows_written_{self._table}", len(batch))
-        return {"table": self._table, "path": path, "rows": len(batch)}
+        return write_rows(self._table, FileSystems.join(folder, file_name(self._run_id, chunk)), batch)
 
 
-def _remove_stale(files: list[dict], out: str, run_id: str, tables: list[str]) -> list[dict]:
+def write_rows(table: str, path: str, rows: list[dict]) -> dict:
+    """Rows of a table (stamped) to one checked Parquet file; counted; its file info for the manifest."""
+    write_file(path, parquet_bytes(to_arrow(table, rows)), len(rows))
+    count(f"rows_written_{table}", len(rows))
+    return {"table": table, "path": path, "rows": len(rows)}
+
+
+def write_chunk(out: str, run_id: str, table: str, chunk: int, rows: list[dict]) -> list[dict]:
+    """One chunk's rows of a table, stamped and filed by partition: a file per partition the chunk reaches."""
+    by_day: dict[str, list[dict]] = {}
+    for row in rows:
+        row = _stamp(row, run_id, table)
+        by_day.setdefault(partition_of(table, row), []).append(row)
+    return [write_rows(table, FileSystems.join(table_dir(out, table), f"{PARTITION_COLUMN}={day}", file_name(run_id, chunk)), day_rows)
+            for day, day_rows in sorted(by_day.items())]
+
+
+def remove_stale(files: list[dict], out: str, run_id: str, tables: list[str]) -> list[dict]:
+    """Delete the run id's files (and temporary files) in `tables` that are not among `files`, the ones it wrote."""
     keep = {f["path"] for f in files}
     stale = []
     for table in tables:
@@ -178,24 +193,40 @@ def read_state(out: str, name: str, exclude_run_id: str, since=None) -> list[dic
 
 
 class WriteState(beam.PTransform):
-    """State rows -> one file per run under DIR/_state/NAME, replaced when the run id is rerun."""
+    """(key, rows) batches -> one file per key under DIR/_state/NAME; the run's other files there removed.
+
+    The near and story tiers key their state by time block, so no worker holds more than a
+    block's rows; a rerun of the run id replaces its own files and leaves other runs' alone.
+    """
 
     def __init__(self, out: str, run_id: str, name: str):
         super().__init__()
         self._out, self._run_id, self._name = out, run_id, name
 
-    def expand(self, rows):
+    def expand(self, batches):
         return (
-            rows
-            | "Stamp" >> beam.Map(_stamp, self._run_id, self._name)
-            | "Collect" >> beam.combiners.ToList()
+            batches
+            | "Group" >> beam.GroupByKey()
             | "WriteFile" >> beam.Map(self._write)
+            | "ListFiles" >> beam.combiners.ToList()
+            | "RemoveStale" >> beam.Map(self._remove_stale)
         )
 
-    def _write(self, rows: list[dict]) -> dict:
-        path = FileSystems.join(state_dir(self._out, self._name), file_name(self._run_id, 0))
+    def _write(self, keyed) -> dict:
+        key, batches = keyed
+        rows = [_stamp(row, self._run_id, self._name) for batch in batches for row in batch]
+        path = FileSystems.join(state_dir(self._out, self._name), file_name(self._run_id, key))
         write_file(path, parquet_bytes(to_arrow(self._name, rows)), len(rows))
         return {"table": f"_state/{self._name}", "path": path, "rows": len(rows)}
+
+    def _remove_stale(self, files: list[dict]) -> list[dict]:
+        keep = {f["path"] for f in files}
+        folder = state_dir(self._out, self._name)
+        patterns = [FileSystems.join(folder, f"part-{self._run_id}-*.parquet"), FileSystems.join(folder, f".part-{self._run_id}-*.tmp")]
+        stale = [m.path for pattern in patterns for m in FileSystems.match([pattern])[0].metadata_list if m.path not in keep]
+        if stale:
+            FileSystems.delete(stale)
+        return sorted(files, key=lambda f: f["path"])
 
 
 def write_json(path: str, payload: dict) -> None:
