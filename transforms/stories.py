@@ -23,13 +23,15 @@ features and `newsbeam dedup`.
 
 from __future__ import annotations
 
+import heapq
 import math
+import sys
 from bisect import bisect_left
 import re
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from datetime import datetime, timedelta
 
 STORY_SIGMA = timedelta(days=3)
@@ -46,9 +48,7 @@ IDF_PRIOR_DOCS = 1000
 POSTING_LIMIT = 200  # a name shared by more recent articles than this is compared only with the nearest in time
 
 _SENTENCE = re.compile(r"(?<=[.!?…])\s+|\n+")
-_TOKEN = re.compile(r"[^\W\d_][\w’'-]*")
 _CONNECTORS = {"of", "de", "del", "der", "van", "von", "la", "le", "du", "bin", "al", "da", "di"}
-_CLAUSE = re.compile(r"[^\w\s’'-]+")  # punctuation (dashes, commas, colons, quotes) between words
 # Capitalised but not names of anything: days and months say when, not what.
 _CALENDAR = set(
     """monday tuesday wednesday thursday friday saturday sunday january february march april may june july
@@ -97,14 +97,6 @@ def _stem(word: str) -> str:
     return word[:STEM_LETTERS]
 
 
-def _fold(text: str) -> str:
-    return unicodedata.normalize("NFKC", text).casefold()
-
-
-def _is_capitalised(token: str) -> bool:
-    return bool(token) and token[0].isupper()
-
-
 def _is_acronym(token: str) -> bool:
     return len(token) >= 2 and token.isupper() and token.isalpha()
 
@@ -114,37 +106,69 @@ def _bare(token: str) -> str:
 
 
 def story_features(text: str, title: str | None = None) -> StoryFeatures:
+    """The named things, top content words and lead stems of an article (title optional).
+
+    Regular expressions do the scanning, so the cost per word stays small: names are runs of
+    capitalised words (joined by connectors such as "of") within a clause; a capitalised word
+    that opens a clause or a sentence counts only if the text also capitalises it inside a
+    clause, or it is an acronym; days and months are not names.
+    """
     text, title = unicodedata.normalize("NFKC", text or ""), unicodedata.normalize("NFKC", title or "")
-    sentences = [s for s in _SENTENCE.split(f"{title}\n{text}") if s.strip()]
-    # Punctuation between two words ends a name ("ALDMERE — Two rebels" is a dateline, then a
-    # sentence): names are looked for clause by clause.
-    clauses = [[t for t in map(_bare, _TOKEN.findall(clause)) if t and not (t[0].isupper() and t.casefold() in _CALENDAR)]
-               for sentence in sentences for clause in _CLAUSE.split(sentence)]
-    clauses = [tokens for tokens in clauses if tokens]
-    # A capitalised word that opens a clause is a name only if the text also capitalises it elsewhere.
-    inner = {t for tokens in clauses for t in tokens[1:] if t[0].isupper()}
+    whole = f"{title}\n{text}"
+    boundaries = [m.end() for m in _BOUNDARY.finditer(whole)]
+    runs = []
+    for match in _run_pattern().finditer(whole):
+        tokens = [t for t in map(_bare, match.group().split()) if not (t[0].isupper() and t.casefold() in _CALENDAR)]
+        if tokens:
+            # at a clause's start when no word comes between the last boundary before it and it
+            last = boundaries[bisect_left(boundaries, match.start() + 1) - 1] if boundaries and boundaries[0] <= match.start() else 0
+            runs.append((tokens, not _LETTER.search(whole, last, match.start())))
+    inner = {t for tokens, opens in runs for t in (tokens[1:] if opens else tokens) if t[0].isupper()}
     names: set[str] = set()
-    for tokens in clauses:
-        phrase: list[str] = []
-        for i, token in enumerate(tokens + [""]):
-            capital = _is_capitalised(token) and (i > 0 or token in inner or _is_acronym(token))
-            if capital or (phrase and token in _CONNECTORS):
-                phrase.append(token)
-                continue
-            while phrase and phrase[-1] in _CONNECTORS:
-                phrase.pop()
-            if phrase and len(phrase[0]) + len(phrase) > 2:  # not a lone initial
-                names.add(" ".join(phrase).casefold())
-                names.update(word.casefold() for word in phrase if len(word) >= 4 and word not in _CONNECTORS)
-            phrase = []
-    words = Counter(_content_words(text))
+    for tokens, opens in runs:
+        if opens and not (tokens[0] in inner or _is_acronym(tokens[0])):
+            tokens = tokens[1:]
+        while tokens and tokens[0] in _CONNECTORS:
+            tokens = tokens[1:]
+        while tokens and tokens[-1] in _CONNECTORS:
+            tokens = tokens[:-1]
+        if tokens and len(tokens[0]) + len(tokens) > 2:  # not a lone initial
+            names.add(" ".join(tokens).casefold())
+            names.update(word.casefold() for word in tokens if len(word) >= 4 and word not in _CONNECTORS)
+    sentences = [s for s in _SENTENCE.split(whole) if s.strip()]
     opening = f"{title} {sentences[1] if title and len(sentences) > 1 else sentences[0] if sentences else ''}"
-    return StoryFeatures(frozenset(names), tuple(words.most_common(TOP_TERMS)), frozenset(map(_stem, _content_words(opening))))
+    words = _content_counts(text)
+    return StoryFeatures(frozenset(names), tuple(heapq.nlargest(TOP_TERMS, words.items(), key=lambda kv: kv[1])),
+                         frozenset(map(_stem, _content_counts(opening))))
 
 
-def _content_words(text: str) -> list[str]:
-    """Content words of NFKC text: case-folded, four letters or more, not the commonest function words."""
-    return [w for w in map(_bare, _TOKEN.findall(text.casefold())) if len(w) >= 4 and w not in _STOP]
+_BOUNDARY = re.compile(r"[^\w\s’'-]+|\n")  # what ends a clause: punctuation between words, or a line break
+_LETTER = re.compile(r"[^\W\d_]")
+_POSSESSIVE = re.compile(r"[’']s(?![\w’'-])")
+_CONTENT = re.compile(r"[^\W\d_][\w’'-]{3,}")  # four letters or more
+
+
+@lru_cache(maxsize=1)
+def _run_pattern() -> re.Pattern:
+    """A run of capitalised words, maybe joined by connectors, within a line: compiled on first use, as
+    the class of upper-case letters is built from the whole of Unicode (0.1 s)."""
+    upper = [ord(c) for c in map(chr, range(sys.maxunicode + 1)) if c.isupper()]
+    starts = [u for i, u in enumerate(upper) if i == 0 or upper[i - 1] != u - 1]
+    ends = [u for i, u in enumerate(upper) if i == len(upper) - 1 or upper[i + 1] != u + 1]
+    letters = "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in zip(starts, ends))
+    capital = f"[{letters}][\\w’'-]*"
+    connector = "|".join(sorted(_CONNECTORS))
+    gap = r"[^\S\n]+"
+    return re.compile(rf"(?<![\w’'-]){capital}(?:{gap}(?:(?:{connector})(?![\w’'-]){gap})*{capital})*")
+
+
+def _content_counts(text: str) -> Counter:
+    """Content words of NFKC text with their counts, in order of first use: case-folded, four letters or
+    more, not the commonest function words."""
+    counts = Counter(_CONTENT.findall(_POSSESSIVE.sub("", text.casefold())))
+    for word in _STOP.intersection(counts):
+        del counts[word]
+    return counts
 
 
 def idf_weights(features) -> tuple[dict[str, float], dict[str, float], float]:
