@@ -114,6 +114,7 @@ STORY_STATE = pa.schema(
         pa.field("terms", pa.list_(pa.string()), nullable=False),
         pa.field("counts", pa.list_(pa.int32()), nullable=False),
         pa.field("lead", pa.list_(pa.string()), nullable=False),
+        pa.field("numbers", pa.list_(pa.string())),  # null in files written before numbers were features
         pa.field("run_id", pa.string(), nullable=False),
         pa.field("schema_version", pa.int16(), nullable=False),
     ],

@@ -79,3 +79,11 @@ def test_stored_articles_keep_their_story_and_new_reports_join_it():
     docs = [("old", T0, features(FLOOD_A)), ("new", T0 + timedelta(hours=30), features(FLOOD_FOLLOW_UP))]
     assert assign_stories(docs, known={"old": "story-from-last-week"}) == {"old": "story-from-last-week",
                                                                              "new": "story-from-last-week"}
+
+
+def test_numbers_in_digits_and_words_are_features_and_survive_the_state_row():
+    f = story_features("Fourteen people were hurt and 1,200 lost power; seventy-seven deputies voted. A 6.1 quake.", "Quake")
+    assert {"14", "1200", "77", "6.1"} <= f.numbers
+    row = {**f.state_fields(), "article_id": "x"}
+    assert type(f).from_state(row) == f
+    assert type(f).from_state({k: v for k, v in row.items() if k != "numbers"}).numbers == frozenset()  # older rows

@@ -45,6 +45,8 @@ NEAR_WINDOW = timedelta(days=7)  # copies of a story are compared only within th
 NEAR_LOOKBACK = timedelta(days=30)  # earlier runs' articles published this recently are compared with a run's
 BUCKET_LIMIT = 200  # a band shared by more documents than this compares each only with the best-ranked ones
 BUCKET_HEAD = 50
+if STORY_REACH > NEAR_WINDOW:  # the story tier works in the near tier's time blocks: a block and the one before
+    raise RuntimeError("the story tier reaches further back than a time block")
 
 
 def keep_order(doc: dict) -> tuple:
@@ -133,8 +135,9 @@ def describe(ref: str, doc: dict) -> dict:
 
     'light': (rank, ref, article_id, canonical_url, content_hash) for the url and exact tiers;
     'near': (rank, ref, article_id, when, stored, shingles, full, lead), or None for a text too
-    short to sign; 'story': (ref, article_id, when, story_id, names, terms, counts, lead), story_id
-    None for a new document. `when` is a POSIX timestamp; rank is keep_order.
+    short to sign; 'story': (ref, article_id, when, story_id, names, terms, counts, lead, numbers),
+    story_id None for a new document. `when` is a POSIX timestamp; rank is keep_order. Plain
+    tuples: Beam encodes them without pickling.
     """
     rank, when = keep_order(doc), when_of(doc).timestamp()
     sig = signature(doc["text"])
@@ -143,7 +146,7 @@ def describe(ref: str, doc: dict) -> dict:
     return {
         "light": (rank, ref, doc["article_id"], doc["canonical_url"], doc["content_hash"]),
         "near": None if sig is None else (rank, ref, doc["article_id"], when, False, sig.shingles, sig.full, sig.lead),
-        "story": (ref, doc["article_id"], when, None, state["names"], state["terms"], state["counts"], state["lead"]),
+        "story": (ref, doc["article_id"], when, None, *(state[k] for k in _STORY_FIELDS)),
     }
 
 
@@ -155,16 +158,19 @@ def stored_near_record(row: dict) -> tuple:
 
 def stored_story_record(row: dict) -> tuple:
     """An earlier run's story-state row as a story record: it keeps its story id."""
-    return (row["article_id"], row["article_id"], row["published_at"].timestamp(), row["story_id"], row["names"],
-            row["terms"], row["counts"], row["lead"])
+    return (row["article_id"], row["article_id"], row["published_at"].timestamp(), row["story_id"],
+            *(row.get(k) or [] for k in _STORY_FIELDS))
 
 
 def _near_signature(record: tuple) -> Signature:
     return Signature(record[5], record[6], record[7])
 
 
+_STORY_FIELDS = ("names", "terms", "counts", "lead", "numbers")  # a story record's fields after (ref, article_id, when, story_id)
+
+
 def _story_features(record: tuple) -> StoryFeatures:
-    return StoryFeatures.from_state({"names": record[4], "terms": record[5], "counts": record[6], "lead": record[7]})
+    return StoryFeatures.from_state(dict(zip(_STORY_FIELDS, record[4:])))
 
 
 def block_of(when: float) -> int:
@@ -239,7 +245,7 @@ def block_story_links(members: list[tuple[tuple, bool]]) -> list[tuple[str, str,
     """
     docs = [(record[0], datetime.fromtimestamp(record[2], timezone.utc), _story_features(record)) for record, _ in members]
     linkable = {record[0] for record, home in members if home and record[3] is None}
-    links = story_links(docs, linkable)
+    links = story_links(docs, linkable, {record[0]: record[3] for record, _ in members if record[3] is not None})
     own = {record[0]: record[3] or record[1] for record, _ in members}
     return [(ref, parent, own[parent]) for ref, parent in sorted(links.items())]
 
@@ -316,12 +322,11 @@ def _near_state(batch, dropped):
 def _story_state(batch, dropped, stories):
     block, (homes, _) = batch
     rows = []
-    for ref, doc_id, when, story_id, names, terms, counts, lead in homes:
+    for ref, doc_id, when, story_id, *features in homes:
         if story_id is None and ref not in dropped:
             joined = stories.get(ref)
             rows.append({"article_id": doc_id, "story_id": joined[1] if joined else doc_id,
-                         "published_at": datetime.fromtimestamp(when, timezone.utc), "names": names, "terms": terms,
-                         "counts": counts, "lead": lead})
+                         "published_at": datetime.fromtimestamp(when, timezone.utc), **dict(zip(_STORY_FIELDS, features))})
     return [(block, rows)] if rows else []
 
 

@@ -7,15 +7,17 @@ organisations, the same content words, and closeness in time.
 - `story_features`: the named things a text mentions (capitalised phrases that do not just
   open a sentence, acronyms, and the longer words of each phrase, so "Putin" meets
   "Vladimir Putin"), and its content words (four letters or more, not among the commonest
-  function words).
-- `story_score`: an IDF-weighted overlap of the named things and a TF-IDF cosine of the
-  content words, averaged, times a time decay exp(-Δt²/2σ²) with σ = STORY_SIGMA. Articles
-  more than MAX_STORY_GAP apart are never compared.
-- `assign_stories`: in publication order, an article joins the story of the earlier article it
-  scores highest with, if that score reaches STORY_THRESHOLD and they share at least
-  MIN_SHARED_NAMES named things; otherwise it starts a story of its own (its id is the story
-  id). So a story that continues over days keeps its id, and an article only ever joins a story
-  through an article it itself resembles.
+  function words), and the numbers it gives.
+- `story_score`: an IDF-weighted overlap of the named things and numbers and a TF-IDF cosine of
+  the content words, averaged, then averaged with the lead coverage (see `_lead_coverage`), times
+  a time decay exp(-Δt²/2σ²) with σ = STORY_SIGMA. Articles further apart than STORY_REACH
+  (where the decay alone falls below the threshold) are never compared.
+- `assign_stories`: in publication order, an article is scored against the earlier articles that
+  share at least MIN_SHARED_NAMES named things with it; each story gets the mean of its members'
+  scores weighted by their time decay, and the article joins the best story if that reaches
+  STORY_THRESHOLD; otherwise it starts a story of its own (its id is the story id). So a story that
+  continues over days keeps its id, and another event that recaps only one member of a story (often
+  its latest development) does not join it.
 
 Pure functions, no model and no download: the same code serves a run, earlier runs' stored
 features and `newsbeam dedup`.
@@ -36,7 +38,7 @@ from datetime import datetime, timedelta
 
 STORY_SIGMA = timedelta(days=3)
 MAX_STORY_GAP = timedelta(days=30)
-STORY_THRESHOLD = 0.27
+STORY_THRESHOLD = 0.232  # chosen on benchmarks/story_quality.py: see BENCHMARKS.md for how thin the margin is
 # A score is at most its time decay, so articles further apart than this can never reach the threshold:
 # the tier looks no further back (and, in Beam, works in time blocks at least this long).
 STORY_REACH = min(MAX_STORY_GAP, STORY_SIGMA * math.sqrt(2 * math.log(1 / STORY_THRESHOLD)))
@@ -68,6 +70,13 @@ _STOP = set(
     para como pero sobre entre desde hasta donde porque esta este estos estas más""".split()
 )
 
+_UNITS = "one two three four five six seven eight nine".split()
+_NUMBER_WORDS = {w: str(i) for i, w in enumerate(_UNITS + """ten eleven twelve thirteen fourteen fifteen sixteen
+    seventeen eighteen nineteen""".split(), 1)}
+for _i, _tens in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2):
+    _NUMBER_WORDS[_tens] = str(10 * _i)
+    _NUMBER_WORDS.update({f"{_tens}-{unit}": str(10 * _i + j) for j, unit in enumerate(_UNITS, 1)})
+
 
 @dataclass(frozen=True)
 class StoryFeatures:
@@ -76,16 +85,18 @@ class StoryFeatures:
     names: frozenset
     terms: tuple  # ((word, count), ...), most frequent first
     lead: frozenset = frozenset()  # stems of the title's and first sentence's content words
+    numbers: frozenset = frozenset()  # the numbers the text gives ("14", "42", "6.1"), number words as digits
 
     @classmethod
     def from_state(cls, row: dict) -> "StoryFeatures":
         """The features of a story-state row (schemas STORY_STATE)."""
-        return cls(frozenset(row["names"]), tuple(zip(row["terms"], row["counts"])), frozenset(row["lead"]))
+        return cls(frozenset(row["names"]), tuple(zip(row["terms"], row["counts"])), frozenset(row["lead"]),
+                   frozenset(row.get("numbers") or ()))
 
     def state_fields(self) -> dict:
         """The features as a story-state row's columns; from_state reads them back."""
         return {"names": sorted(self.names), "terms": [w for w, _ in self.terms], "counts": [c for _, c in self.terms],
-                "lead": sorted(self.lead)}
+                "lead": sorted(self.lead), "numbers": sorted(self.numbers)}
 
     @cached_property
     def stems(self) -> frozenset:
@@ -139,7 +150,19 @@ def story_features(text: str, title: str | None = None) -> StoryFeatures:
     opening = f"{title} {sentences[1] if title and len(sentences) > 1 else sentences[0] if sentences else ''}"
     words = _content_counts(text)
     return StoryFeatures(frozenset(names), tuple(heapq.nlargest(TOP_TERMS, words.items(), key=lambda kv: kv[1])),
-                         frozenset(map(_stem, _content_counts(opening))))
+                         frozenset(map(_stem, _content_counts(opening))), _numbers(whole, words))
+
+
+_DIGITS = re.compile(r"\d+(?:[.,]\d+)*")
+
+
+def _numbers(text: str, words) -> frozenset:
+    """The numbers of a text: those in digits (thousands separators dropped) and, among its content words
+    (`words`), English number words of four letters or more ("fourteen" as "14", "seventy-seven" as "77";
+    one, two, six and ten are too common to tell events apart)."""
+    found = {match.replace(",", "") for match in _DIGITS.findall(text)}
+    found.update(_NUMBER_WORDS[word] for word in _NUMBER_WORDS.keys() & words.keys())
+    return frozenset(found)
 
 
 _BOUNDARY = re.compile(r"[^\w\s’'-]+|\n")  # what ends a clause: punctuation between words, or a line break
@@ -175,7 +198,7 @@ def idf_weights(features) -> tuple[dict[str, float], dict[str, float], float]:
     """Smoothed IDF of names and of content words over a batch, and the weight of an unseen key."""
     features = list(features)
     n = len(features)
-    name_df = Counter(name for f in features for name in f.names)
+    name_df = Counter(name for f in features for name in f.names) + Counter("#" + x for f in features for x in f.numbers)
     term_df = Counter(word for f in features for word, _ in f.terms) + Counter(stem for f in features for stem in f.stems)
     # As if the batch sat in a background of IDF_PRIOR_DOCS unrelated articles: a handful of articles
     # that all name one town must not make the town look common.
@@ -199,8 +222,9 @@ def _prepare(features: StoryFeatures, idf) -> _Scored:
     name_idf, term_idf, unseen = idf
     vector = {w: c * term_idf.get(w, unseen) for w, c in features.terms}
     lead = {x: term_idf.get(x, unseen) for x in features.lead}
-    return _Scored(features, {k: name_idf.get(k, unseen) for k in features.names}, vector,
-                   math.sqrt(sum(v * v for v in vector.values())), lead, sum(lead.values()))
+    names = {k: name_idf.get(k, unseen) for k in features.names}
+    names.update({"#" + x: name_idf.get("#" + x, unseen) for x in features.numbers})
+    return _Scored(features, names, vector, math.sqrt(sum(v * v for v in vector.values())), lead, sum(lead.values()))
 
 
 def story_score(a: StoryFeatures, b: StoryFeatures, apart: timedelta, idf=None) -> float:
@@ -218,10 +242,14 @@ def _score(a: _Scored, b: _Scored, apart: timedelta) -> float:
     small, large = (a.vector, b.vector) if len(a.vector) <= len(b.vector) else (b.vector, a.vector)
     dot = sum(v * large[w] for w, v in small.items() if w in large)
     cosine = dot / (a.norm * b.norm) if a.norm and b.norm else 0.0
-    hours, sigma = abs(apart).total_seconds() / 3600, STORY_SIGMA.total_seconds() / 3600
-    decay = math.exp(-(hours * hours) / (2 * sigma * sigma))
+    decay = _decay(apart)
     overlap = NAME_WEIGHT * names + (1 - NAME_WEIGHT) * cosine
     return (overlap + (_lead_coverage(a, b) + _lead_coverage(b, a)) / 2) / 2 * decay
+
+
+def _decay(apart: timedelta) -> float:
+    hours, sigma = abs(apart).total_seconds() / 3600, STORY_SIGMA.total_seconds() / 3600
+    return math.exp(-(hours * hours) / (2 * sigma * sigma))
 
 
 def _lead_coverage(a: _Scored, b: _Scored) -> float:
@@ -233,39 +261,62 @@ def _lead_coverage(a: _Scored, b: _Scored) -> float:
     return sum(w for x, w in a.lead_weight.items() if x in stems) / a.lead_total
 
 
-def story_links(docs: list[tuple[str, datetime, StoryFeatures]], linkable=None) -> dict[str, str]:
-    """doc id -> the earlier doc whose story it joins, for each doc of `linkable` (default: all) that joins one.
+def story_links(docs: list[tuple[str, datetime, StoryFeatures]], linkable=None, known=None) -> dict[str, str]:
+    """doc id -> the member of the story it joins that it resembles most, for each doc of `linkable` (default:
+    all but the `known` ones) that joins an earlier story.
 
-    Documents are taken in publication order (ties by id); each is compared with earlier ones
-    that share a name and are within STORY_REACH, and links to the best of them (see the module
-    docstring). Docs outside `linkable` (earlier runs' articles, or another block's) are only
-    candidates. The choice depends on the features alone, not on stories assigned so far, so
-    links found in separate time blocks can be followed afterwards (resolve_links).
+    Documents are taken in publication order (ties by id). Each doc not in `known` is scored
+    against the earlier docs within STORY_REACH that share at least MIN_SHARED_NAMES names with
+    it; each of their stories gets the mean of those members' scores weighted by their time
+    decay; the doc joins the best story if that reaches STORY_THRESHOLD, else starts its own.
+    `known` docs (earlier runs' articles) keep their stored story ids. Docs outside `linkable`
+    (another time block's) are grouped here too, for scoring, but not reported: their own block
+    reports them, and resolve_links follows the links across blocks.
     """
+    known = known or {}
     ordered = sorted(docs, key=lambda d: (d[1], d[0]))
     idf = idf_weights(f for _, _, f in ordered)
     scored = [_prepare(f, idf) for _, _, f in ordered]
+    stories: dict[str, tuple] = {}  # doc -> its story here: ("known", stored story id) or ("new", first doc's id)
     links: dict[str, str] = {}
     postings: dict[str, list[int]] = {}
     times = [when for _, when, _ in ordered]
     for i, (doc_id, when, features) in enumerate(ordered):
-        if linkable is None or doc_id in linkable:
+        if doc_id in known:
+            stories[doc_id] = ("known", known[doc_id])
+        else:
             start = bisect_left(times, when - STORY_REACH)  # the first document within reach
             shared: Counter = Counter()
             for name in features.names:
                 posted = postings.get(name, ())  # indices in publication order
                 first = max(bisect_left(posted, start), len(posted) - POSTING_LIMIT)
                 shared.update(posted[first:])
-            best, best_score = None, STORY_THRESHOLD
+            # A story's score is the mean of its members' scores, each weighted by its time decay: an article
+            # must resemble the story, not just the one member (often the latest development) it recaps.
+            support: dict[tuple, list] = {}
             for j, count in shared.items():
                 if count < MIN_SHARED_NAMES:
                     continue
                 other_id, other_when, _ = ordered[j]
-                score = _score(scored[i], scored[j], when - other_when)
+                apart = when - other_when
+                weight = _decay(apart)
+                score = _score(scored[i], scored[j], apart)
+                total = support.setdefault(stories[other_id], [0.0, 0.0, None, -1.0])
+                total[0] += score * weight
+                total[1] += weight
+                if score > total[3]:
+                    total[2], total[3] = other_id, score
+            best, best_score = None, STORY_THRESHOLD
+            for story, (weighted, weights, member, _) in sorted(support.items()):
+                score = weighted / weights if weights else 0.0
                 if score >= best_score:
-                    best, best_score = other_id, score
-            if best is not None:
-                links[doc_id] = best
+                    best, best_score = (story, member), score
+            if best is None:
+                stories[doc_id] = ("new", doc_id)
+            else:
+                stories[doc_id] = best[0]
+                if linkable is None or doc_id in linkable:
+                    links[doc_id] = best[1]
         for name in features.names:
             postings.setdefault(name, []).append(i)
     return links
@@ -293,11 +344,11 @@ def resolve_links(links) -> dict[str, str]:
 def assign_stories(docs: list[tuple[str, datetime, StoryFeatures]], known: dict[str, str] | None = None) -> dict[str, str]:
     """doc id -> story id for every document; `known` gives stored articles' story ids (they keep them).
 
-    Each document not in `known` joins the story of the earlier document it links to
-    (story_links), else starts its own (its id is the story id).
+    Each document not in `known` joins the story of the member it links to (story_links), else
+    starts its own (its id is the story id).
     """
     known = known or {}
-    links = story_links(docs, {doc_id for doc_id, _, _ in docs if doc_id not in known})
+    links = story_links(docs, known=known)
     stories = {doc_id: known.get(doc_id, doc_id) for doc_id, _, _ in docs}
     stories.update(resolve_links((doc_id, parent, known.get(parent, parent)) for doc_id, parent in links.items()))
     return stories

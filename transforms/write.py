@@ -83,12 +83,13 @@ def read_key_columns(out: str, table: str, columns: list[str], exclude_run_id: s
     return _earlier_rows(table_dir(out, table), columns, exclude_run_id, partitioning="hive")
 
 
-def _earlier_rows(folder: str, columns: list[str], exclude_run_id: str, partitioning=None, since=None) -> list[dict]:
+def _earlier_rows(folder: str, columns: list[str], exclude_run_id: str, partitioning=None, since=None, schema=None) -> list[dict]:
     import pyarrow.dataset as ds
 
     if not FileSystems.exists(folder):
         return []
-    dataset = ds.dataset(folder, format="parquet", partitioning=partitioning)
+    # with the schema given, columns added since a file was written read as nulls
+    dataset = ds.dataset(folder, format="parquet", partitioning=partitioning, schema=schema)
     if not dataset.files:
         return []
     keep = ds.field("run_id") != exclude_run_id
@@ -189,7 +190,7 @@ def state_dir(out: str, name: str) -> str:
 def read_state(out: str, name: str, exclude_run_id: str, since=None) -> list[dict]:
     """State rows earlier runs kept beside the dataset; with `since`, only those published since then."""
     columns = [c for c in STATE[name].names if c not in ("run_id", "schema_version")]
-    return _earlier_rows(state_dir(out, name), columns, exclude_run_id, since=since)
+    return _earlier_rows(state_dir(out, name), columns, exclude_run_id, since=since, schema=STATE[name])
 
 
 class WriteState(beam.PTransform):
