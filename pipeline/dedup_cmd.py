@@ -26,7 +26,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from newsbeam.pipeline.config import UsageError
 from newsbeam.pipeline.manifest import beam_metrics, write_manifest, written_tables
 from newsbeam.pipeline.runner import make_runner
-from newsbeam.transforms.dedup import Decisions, blocked, decided_rows, describe
+from newsbeam.transforms.dedup import Decisions, blocked, decided_rows, describe, spill
 from newsbeam.transforms.metrics import count
 from newsbeam.transforms.write import WriteState, remove_stale, write_chunk
 
@@ -73,23 +73,26 @@ def ref(chunk: int, row: int) -> str:
 
 
 class _DescribeChunkFn(beam.DoFn):
-    """A chunk -> its articles' light records (one element each) and near and story records (batched by time block)."""
+    """A chunk -> its articles' light records (one element each), and its near and story records batched by
+    time block and spilled to files under `spill_dir` ((block, path) elements)."""
+
+    def __init__(self, spill_dir: str):
+        self._spill_dir = spill_dir
 
     def process(self, chunk):
         number, path, group = chunk
         near, story = [], []
         rows = read_chunk(path, group, DESCRIBE_COLUMNS)
         count("articles_read", len(rows))
-        for i, row in enumerate(rows):
-            records = describe(ref(number, i), as_document(row))
+        for records in describe([(ref(number, i), as_document(row)) for i, row in enumerate(rows)]):
             yield beam.pvalue.TaggedOutput("light", records["light"])
             if records["near"] is not None:
                 near.append(records["near"])
             story.append(records["story"])
-        for batch in blocked(near, 3):
-            yield beam.pvalue.TaggedOutput("near", batch)
-        for batch in blocked(story, 2):
-            yield beam.pvalue.TaggedOutput("story", batch)
+        for tier, records, when_index in (("near", near, 3), ("story", story, 2)):
+            for block, part in blocked(records, when_index):
+                path = FileSystems.join(self._spill_dir, f"{tier}-{block}-{number}.pickle")
+                yield beam.pvalue.TaggedOutput(tier, (block, spill(path, part)))
 
 
 class _WriteChunkFn(beam.DoFn):
@@ -112,6 +115,11 @@ class _WriteChunkFn(beam.DoFn):
         yield from write_chunk(self._out, self._run_id, "duplicates", number, duplicates)
 
 
+def _remove(folder: str) -> None:
+    if FileSystems.exists(folder):
+        FileSystems.delete([folder])
+
+
 def run_dedup(dataset: str, out: str, run_id: str, beam_args: list[str] | None = None) -> dict:
     """Run the tiers over the dataset's articles and write DIR like a run; returns the manifest."""
     files = article_files(dataset)
@@ -121,9 +129,11 @@ def run_dedup(dataset: str, out: str, run_id: str, beam_args: list[str] | None =
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     found = chunks(files)
+    spill_dir = FileSystems.join(out, f"_tmp-{run_id}")
+    _remove(spill_dir)
     p = beam.Pipeline(runner=make_runner(options), options=options)
     specs = p | "Chunks" >> beam.Create(found)
-    described = specs | "Describe" >> beam.ParDo(_DescribeChunkFn()).with_outputs("light", "near", "story")
+    described = specs | "Describe" >> beam.ParDo(_DescribeChunkFn(spill_dir)).with_outputs("light", "near", "story")
     decided = {"light": described.light, "near": described.near, "story": described.story} | "Tiers" >> Decisions()
     by_chunk = decided["decisions"] | "ByChunk" >> beam.Map(lambda d: (int(d[0].split("#")[0]), (int(d[0].split("#")[1]), d[1])))
     keyed_specs = specs | "KeyChunks" >> beam.Map(lambda c: (c[0], (c[1], c[2])))
@@ -138,6 +148,7 @@ def run_dedup(dataset: str, out: str, run_id: str, beam_args: list[str] | None =
     decided["story_state"] | "KeepStoryState" >> WriteState(out, run_id, "story")
     result = p.run()
     result.wait_until_finish()
+    _remove(spill_dir)
 
     counts, timings = beam_metrics(result)
     written = written_tables(out, run_id)

@@ -54,6 +54,7 @@ def test_dedup_finds_copies_across_merged_datasets(web, tmp_path):
     manifest = json.loads((tmp_path / "deduped" / "runs" / "backfill.json").read_text())
     assert manifest["articles"] == {"read": 4, "kept": 3, "duplicates": 1, "balanced": True}
     assert len(pd.read_parquet(tmp_path / "deduped" / "_state" / "near")) == 3
+    assert sorted(p.name for p in (tmp_path / "deduped").iterdir()) == ["_state", "articles", "duplicates", "runs"]  # no spill left
 
 
 def test_dedup_usage_mistakes_are_one_line(tmp_path):

@@ -33,11 +33,14 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pickle
+
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 
 from newsbeam.transforms.metrics import count
 from newsbeam.transforms.normalise import canonical_url
-from newsbeam.transforms.similarity import Signature, copy_similarity, pick_copies, shared_bands, signature
+from newsbeam.transforms.similarity import Signature, copy_similarity, pick_copies, shared_bands, signatures
 from newsbeam.transforms.stories import STORY_REACH, StoryFeatures, resolve_links, story_features, story_links
 
 _FAR_FUTURE = "9999"
@@ -130,24 +133,25 @@ def when_of(doc: dict) -> datetime:
     return doc.get("published_at") or doc["fetched_at"]
 
 
-def describe(ref: str, doc: dict) -> dict:
-    """The records the tiers work on, for a document known as `ref` (unique among the documents deduplicated).
+def describe(items: list[tuple[str, dict]]) -> list[dict]:
+    """The records the tiers work on, for (ref, document) pairs; `ref` is unique among the documents deduplicated.
 
-    'light': (rank, ref, article_id, canonical_url, content_hash) for the url and exact tiers;
-    'near': (rank, ref, article_id, when, stored, shingles, full, lead), or None for a text too
-    short to sign; 'story': (ref, article_id, when, story_id, names, terms, counts, lead, numbers),
-    story_id None for a new document. `when` is a POSIX timestamp; rank is keep_order. Plain
-    tuples: Beam encodes them without pickling.
+    Per document: 'light': (rank, ref, article_id, canonical_url, content_hash) for the url and
+    exact tiers; 'near': (rank, ref, article_id, when, stored, shingles, full, lead), or None for a
+    text too short to sign; 'story': (ref, article_id, when, story_id, names, terms, counts, lead,
+    numbers), story_id None for a new document. `when` is a POSIX timestamp; rank is keep_order.
+    Plain tuples: Beam encodes them without pickling. Signatures are computed for all at once.
     """
-    rank, when = keep_order(doc), when_of(doc).timestamp()
-    sig = signature(doc["text"])
-    features = story_features(doc["text"], doc.get("title"))
-    state = features.state_fields()
-    return {
-        "light": (rank, ref, doc["article_id"], doc["canonical_url"], doc["content_hash"]),
-        "near": None if sig is None else (rank, ref, doc["article_id"], when, False, sig.shingles, sig.full, sig.lead),
-        "story": (ref, doc["article_id"], when, None, *(state[k] for k in _STORY_FIELDS)),
-    }
+    described = []
+    for (ref, doc), sig in zip(items, signatures([doc["text"] for _, doc in items])):
+        rank, when = keep_order(doc), when_of(doc).timestamp()
+        state = story_features(doc["text"], doc.get("title")).state_fields()
+        described.append({
+            "light": (rank, ref, doc["article_id"], doc["canonical_url"], doc["content_hash"]),
+            "near": None if sig is None else (rank, ref, doc["article_id"], when, False, sig.shingles, sig.full, sig.lead),
+            "story": (ref, doc["article_id"], when, None, *(state[k] for k in _STORY_FIELDS)),
+        })
+    return described
 
 
 def stored_near_record(row: dict) -> tuple:
@@ -188,10 +192,29 @@ def blocked(records, when_index: int) -> list[tuple[int, tuple[list, list]]]:
     return sorted(blocks.items())
 
 
+def spill(path: str, part: tuple[list, list]) -> str:
+    """Write a (homes, visitors) batch to a file (any Beam FileSystem) and return its path, to group instead.
+
+    `newsbeam dedup` spills its batches, so that a runner that holds grouped data in memory (the
+    local ones do) holds only paths, and a block's worker reads its block's records itself.
+    """
+    with FileSystems.create(path) as f:
+        f.write(pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL))
+    return path
+
+
+def unspill(part) -> tuple[list, list]:
+    """A batch as grouped: (homes, visitors) itself, or the path `spill` wrote it to."""
+    if isinstance(part, str):
+        with FileSystems.open(part, compression_type="uncompressed") as f:
+            return pickle.loads(f.read())
+    return part
+
+
 def _members(parts, dropped, ref_index: int) -> list[tuple[tuple, bool]]:
     """A block's (record, home) members from its grouped (homes, visitors) parts, less the dropped refs."""
     members = []
-    for homes, visitors in parts:
+    for homes, visitors in map(unspill, parts):
         members.extend((r, True) for r in homes if r[ref_index] not in dropped)
         members.extend((r, False) for r in visitors if r[ref_index] not in dropped)
     return members
@@ -243,9 +266,10 @@ def block_story_links(members: list[tuple[tuple, bool]]) -> list[tuple[str, str,
     The parent's own story is its stored story id (an earlier run's article) or its article id;
     resolve_links follows parents across blocks to the story's first article.
     """
-    docs = [(record[0], datetime.fromtimestamp(record[2], timezone.utc), _story_features(record)) for record, _ in members]
+    docs = [(record[0], datetime.fromtimestamp(record[2], timezone.utc), record) for record, _ in members]
     linkable = {record[0] for record, home in members if home and record[3] is None}
-    links = story_links(docs, linkable, {record[0]: record[3] for record, _ in members if record[3] is not None})
+    known = {record[0]: record[3] for record, _ in members if record[3] is not None}
+    links = story_links(docs, linkable, known, features_of=_story_features)
     own = {record[0]: record[3] or record[1] for record, _ in members}
     return [(ref, parent, own[parent]) for ref, parent in sorted(links.items())]
 
@@ -256,8 +280,8 @@ class Decisions(beam.PTransform):
     """The tiers over documents' records -> {'decisions', 'near_state', 'story_state'}.
 
     Input: a dict of PCollections: 'light' (light records, one per document), 'near' and 'story'
-    ((block, (homes, visitors)) batches of near and story records, see `blocked`; earlier runs'
-    records among them). Output 'decisions': (ref, (tier, article_id, similarity)) for each copy
+    ((block, (homes, visitors)) batches of near and story records, see `blocked`, or (block, path)
+    of batches spilled to files, see `spill`; earlier runs' records among them). Output 'decisions': (ref, (tier, article_id, similarity)) for each copy
     (tier url, exact or near; article_id the kept one) and (ref, ('story', story_id, None)) for
     each article that joins another's story; every other document is an article of its own
     story. 'near_state' and 'story_state': (block, rows) of the articles kept, for later runs.
@@ -313,14 +337,16 @@ class _KeepOneFn(beam.DoFn):
 
 
 def _near_state(batch, dropped):
-    block, (homes, _) = batch
+    block, part = batch
+    homes, _ = unspill(part)
     rows = [{"article_id": r[2], "published_at": datetime.fromtimestamp(r[3], timezone.utc), "shingles": r[5],
              "full": r[6], "lead": r[7]} for r in homes if not r[4] and r[1] not in dropped]
     return [(block, rows)] if rows else []
 
 
 def _story_state(batch, dropped, stories):
-    block, (homes, _) = batch
+    block, part = batch
+    homes, _ = unspill(part)
     rows = []
     for ref, doc_id, when, story_id, *features in homes:
         if story_id is None and ref not in dropped:
@@ -368,7 +394,7 @@ class Dedup(beam.PTransform):
         new = docs | "AgainstEarlierRuns" >> beam.ParDo(
             _AgainstStoredFn(), links=self._stored_links, hashes=self._stored_hashes
         ).with_outputs("duplicates", main="documents")
-        described = new.documents | "Describe" >> beam.Map(lambda d: {**d, "records": describe(d["url"], d)})
+        described = new.documents | "Describe" >> beam.Map(lambda d: {**d, "records": describe([(d["url"], d)])[0]})
         stored_near = self._stored_signatures | "StoredNear" >> beam.Map(stored_near_record)
         new_near = described | "NearRecords" >> beam.FlatMap(lambda d: [d["records"]["near"]] if d["records"]["near"] else [])
         stored_story = self._stored_stories | "StoredStory" >> beam.Map(stored_story_record)

@@ -22,8 +22,10 @@ import re
 import unicodedata
 import zlib
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
+import pyarrow as pa
 
 SHINGLE_WORDS = 4
 PERMUTATIONS = 128
@@ -51,10 +53,15 @@ def words(text: str) -> list[str]:
 
 def shingle_hashes(tokens: list[str]) -> np.ndarray:
     """64-bit hashes of the text's word 4-grams, in text order (a text shorter than 4 words: none)."""
-    n = len(tokens) - SHINGLE_WORDS + 1
+    ids = np.fromiter((zlib.crc32(t.encode("utf-8")) for t in tokens), dtype=np.uint64, count=len(tokens))
+    return _mix_shingles(ids)
+
+
+def _mix_shingles(ids: np.ndarray) -> np.ndarray:
+    """Word hashes -> the hash of each run of SHINGLE_WORDS of them (len(ids) - 3 values; none for fewer words)."""
+    n = len(ids) - SHINGLE_WORDS + 1
     if n <= 0:
         return np.zeros(0, dtype=np.uint64)
-    ids = np.fromiter((zlib.crc32(t.encode("utf-8")) for t in tokens), dtype=np.uint64, count=len(tokens))
     mixed = np.zeros(n, dtype=np.uint64)
     with np.errstate(over="ignore"):  # multiplications wrap modulo 2**64 by design
         for k in range(SHINGLE_WORDS):
@@ -90,8 +97,30 @@ class Signature:
 
 def signature(text: str) -> Signature | None:
     """The text's signature, or None when it is too short to compare this way."""
-    hashes = np.unique(shingle_hashes(words(text)), return_index=True)
-    unique, first_seen = hashes
+    return signatures([text])[0]
+
+
+def signatures(texts: list[str]) -> list[Signature | None]:
+    """signature() of many texts at once: each distinct word of the batch is hashed once (a chunk of a
+    dataset has a few tens of thousands of distinct words in millions), and shingles are mixed in one pass."""
+    token_lists = [words(text) for text in texts]
+    lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
+    flat = list(chain.from_iterable(token_lists))
+    if not flat:
+        return [None] * len(texts)
+    encoded = pa.array(flat, pa.string()).dictionary_encode()
+    vocabulary = encoded.dictionary.to_pylist()
+    ids = np.fromiter((zlib.crc32(t.encode("utf-8")) for t in vocabulary), dtype=np.uint64, count=len(vocabulary))
+    mixed = _mix_shingles(ids[encoded.indices.to_numpy()])
+    found = []
+    for start, length in zip(np.r_[0, np.cumsum(lengths)[:-1]].tolist(), lengths.tolist()):
+        n = length - SHINGLE_WORDS + 1  # the text's shingles: those that start and end inside it
+        found.append(_signature(mixed[start : start + n] if n > 0 else mixed[:0]))
+    return found
+
+
+def _signature(hashes: np.ndarray) -> Signature | None:
+    unique, first_seen = np.unique(hashes, return_index=True)
     if len(unique) < MIN_SHINGLES:
         return None
     in_order = unique[np.argsort(first_seen)]  # distinct shingles in the order the text has them

@@ -126,14 +126,11 @@ def story_features(text: str, title: str | None = None) -> StoryFeatures:
     """
     text, title = unicodedata.normalize("NFKC", text or ""), unicodedata.normalize("NFKC", title or "")
     whole = f"{title}\n{text}"
-    boundaries = [m.end() for m in _BOUNDARY.finditer(whole)]
     runs = []
     for match in _run_pattern().finditer(whole):
         tokens = [t for t in map(_bare, match.group().split()) if not (t[0].isupper() and t.casefold() in _CALENDAR)]
         if tokens:
-            # at a clause's start when no word comes between the last boundary before it and it
-            last = boundaries[bisect_left(boundaries, match.start() + 1) - 1] if boundaries and boundaries[0] <= match.start() else 0
-            runs.append((tokens, not _LETTER.search(whole, last, match.start())))
+            runs.append((tokens, _opens_clause(whole, match.start())))
     inner = {t for tokens, opens in runs for t in (tokens[1:] if opens else tokens) if t[0].isupper()}
     names: set[str] = set()
     for tokens, opens in runs:
@@ -146,7 +143,7 @@ def story_features(text: str, title: str | None = None) -> StoryFeatures:
         if tokens and len(tokens[0]) + len(tokens) > 2:  # not a lone initial
             names.add(" ".join(tokens).casefold())
             names.update(word.casefold() for word in tokens if len(word) >= 4 and word not in _CONNECTORS)
-    sentences = [s for s in _SENTENCE.split(whole) if s.strip()]
+    sentences = _first_sentences(whole, 2)
     opening = f"{title} {sentences[1] if title and len(sentences) > 1 else sentences[0] if sentences else ''}"
     words = _content_counts(text)
     return StoryFeatures(frozenset(names), tuple(heapq.nlargest(TOP_TERMS, words.items(), key=lambda kv: kv[1])),
@@ -165,8 +162,34 @@ def _numbers(text: str, words) -> frozenset:
     return frozenset(found)
 
 
-_BOUNDARY = re.compile(r"[^\w\s’'-]+|\n")  # what ends a clause: punctuation between words, or a line break
-_LETTER = re.compile(r"[^\W\d_]")
+def _opens_clause(text: str, start: int) -> bool:
+    """Whether no word comes before `start` in its clause: looking back, a line break or punctuation
+    between words (what ends a clause) comes before any letter."""
+    for i in range(start - 1, -1, -1):
+        c = text[i]
+        if c == "\n":
+            return True
+        if c.isalpha():
+            return False
+        if not (c.isspace() or c.isalnum() or c in "_’'-"):
+            return True
+    return True
+
+
+def _first_sentences(text: str, count: int) -> list[str]:
+    """The first `count` sentences of a text (blank pieces skipped), without splitting all of it."""
+    found, pos = [], 0
+    while len(found) < count and pos <= len(text):
+        match = _SENTENCE.search(text, pos)
+        end = match.start() if match else len(text)
+        if text[pos:end].strip():
+            found.append(text[pos:end])
+        if not match:
+            break
+        pos = match.end()
+    return found
+
+
 _POSSESSIVE = re.compile(r"[’']s(?![\w’'-])")
 _CONTENT = re.compile(r"[^\W\d_][\w’'-]{3,}")  # four letters or more
 
@@ -179,7 +202,7 @@ def _run_pattern() -> re.Pattern:
     starts = [u for i, u in enumerate(upper) if i == 0 or upper[i - 1] != u - 1]
     ends = [u for i, u in enumerate(upper) if i == len(upper) - 1 or upper[i + 1] != u + 1]
     letters = "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in zip(starts, ends))
-    capital = f"[{letters}][\\w’'-]*"
+    capital = f"(?:[A-Z]|(?=[^\\x00-\\x7f])[{letters}])[\\w’'-]*"  # ASCII tried first: the long class is slow
     connector = "|".join(sorted(_CONNECTORS))
     gap = r"[^\S\n]+"
     return re.compile(rf"(?<![\w’'-]){capital}(?:{gap}(?:(?:{connector})(?![\w’'-]){gap})*{capital})*")
@@ -188,7 +211,8 @@ def _run_pattern() -> re.Pattern:
 def _content_counts(text: str) -> Counter:
     """Content words of NFKC text with their counts, in order of first use: case-folded, four letters or
     more, not the commonest function words."""
-    counts = Counter(_CONTENT.findall(_POSSESSIVE.sub("", text.casefold())))
+    text = text.casefold()
+    counts = Counter(_CONTENT.findall(_POSSESSIVE.sub("", text) if "'" in text or "’" in text else text))
     for word in _STOP.intersection(counts):
         del counts[word]
     return counts
@@ -196,10 +220,13 @@ def _content_counts(text: str) -> Counter:
 
 def idf_weights(features) -> tuple[dict[str, float], dict[str, float], float]:
     """Smoothed IDF of names and of content words over a batch, and the weight of an unseen key."""
-    features = list(features)
-    n = len(features)
-    name_df = Counter(name for f in features for name in f.names) + Counter("#" + x for f in features for x in f.numbers)
-    term_df = Counter(word for f in features for word, _ in f.terms) + Counter(stem for f in features for stem in f.stems)
+    n, name_df, term_df = 0, Counter(), Counter()
+    for f in features:  # one pass: the features may be made on the fly
+        n += 1
+        name_df.update(f.names)
+        name_df.update("#" + x for x in f.numbers)
+        term_df.update(word for word, _ in f.terms)
+        term_df.update(f.stems)
     # As if the batch sat in a background of IDF_PRIOR_DOCS unrelated articles: a handful of articles
     # that all name one town must not make the town look common.
     idf = lambda df: math.log((n + IDF_PRIOR_DOCS + 1) / (df + 1)) + 1.0  # noqa: E731
@@ -216,6 +243,8 @@ class _Scored:
     norm: float
     lead_weight: dict
     lead_total: float
+    name_total: float = 0.0
+    stems: frozenset = frozenset()
 
 
 def _prepare(features: StoryFeatures, idf) -> _Scored:
@@ -224,7 +253,8 @@ def _prepare(features: StoryFeatures, idf) -> _Scored:
     lead = {x: term_idf.get(x, unseen) for x in features.lead}
     names = {k: name_idf.get(k, unseen) for k in features.names}
     names.update({"#" + x: name_idf.get("#" + x, unseen) for x in features.numbers})
-    return _Scored(features, names, vector, math.sqrt(sum(v * v for v in vector.values())), lead, sum(lead.values()))
+    return _Scored(features, names, vector, math.sqrt(sum(v * v for v in vector.values())), lead, sum(lead.values()),
+                   sum(names.values()), features.stems)
 
 
 def story_score(a: StoryFeatures, b: StoryFeatures, apart: timedelta, idf=None) -> float:
@@ -236,11 +266,12 @@ def story_score(a: StoryFeatures, b: StoryFeatures, apart: timedelta, idf=None) 
 def _score(a: _Scored, b: _Scored, apart: timedelta) -> float:
     if abs(apart) > MAX_STORY_GAP:
         return 0.0
-    shared = sum(w for k, w in a.name_weight.items() if k in b.name_weight)
-    union = sum(a.name_weight.values()) + sum(b.name_weight.values()) - shared
+    a_names = a.name_weight
+    shared = sum(a_names[k] for k in a_names.keys() & b.name_weight.keys())
+    union = a.name_total + b.name_total - shared
     names = shared / union if union else 0.0
-    small, large = (a.vector, b.vector) if len(a.vector) <= len(b.vector) else (b.vector, a.vector)
-    dot = sum(v * large[w] for w, v in small.items() if w in large)
+    a_vector, b_vector = a.vector, b.vector
+    dot = sum(a_vector[w] * b_vector[w] for w in a_vector.keys() & b_vector.keys())
     cosine = dot / (a.norm * b.norm) if a.norm and b.norm else 0.0
     decay = _decay(apart)
     overlap = NAME_WEIGHT * names + (1 - NAME_WEIGHT) * cosine
@@ -257,11 +288,11 @@ def _lead_coverage(a: _Scored, b: _Scored) -> float:
     low for another event that only mentions it in the background."""
     if not a.lead_total:
         return 0.0
-    stems = b.features.stems
-    return sum(w for x, w in a.lead_weight.items() if x in stems) / a.lead_total
+    lead = a.lead_weight
+    return sum(lead[x] for x in b.stems.intersection(lead)) / a.lead_total
 
 
-def story_links(docs: list[tuple[str, datetime, StoryFeatures]], linkable=None, known=None) -> dict[str, str]:
+def story_links(docs: list[tuple[str, datetime, StoryFeatures]], linkable=None, known=None, features_of=None) -> dict[str, str]:
     """doc id -> the member of the story it joins that it resembles most, for each doc of `linkable` (default:
     all but the `known` ones) that joins an earlier story.
 
@@ -272,20 +303,31 @@ def story_links(docs: list[tuple[str, datetime, StoryFeatures]], linkable=None, 
     `known` docs (earlier runs' articles) keep their stored story ids. Docs outside `linkable`
     (another time block's) are grouped here too, for scoring, but not reported: their own block
     reports them, and resolve_links follows the links across blocks.
+
+    With `features_of`, the docs' third items are turned into StoryFeatures by it as they are
+    needed, and only the docs within STORY_REACH of the current one are held prepared: memory
+    follows the reach, not the number of docs.
     """
     known = known or {}
+    features_of = features_of or (lambda features: features)
     ordered = sorted(docs, key=lambda d: (d[1], d[0]))
-    idf = idf_weights(f for _, _, f in ordered)
-    scored = [_prepare(f, idf) for _, _, f in ordered]
+    idf = idf_weights(features_of(f) for _, _, f in ordered)
+    scored: dict[int, _Scored] = {}  # the docs within reach, prepared
     stories: dict[str, tuple] = {}  # doc -> its story here: ("known", stored story id) or ("new", first doc's id)
     links: dict[str, str] = {}
     postings: dict[str, list[int]] = {}
     times = [when for _, when, _ in ordered]
-    for i, (doc_id, when, features) in enumerate(ordered):
+    oldest = 0
+    for i, (doc_id, when, raw) in enumerate(ordered):
+        start = bisect_left(times, when - STORY_REACH)  # the first document within reach
+        for gone in range(oldest, start):
+            scored.pop(gone, None)
+        oldest = max(oldest, start)
+        scored[i] = _prepare(features_of(raw), idf)
+        features = scored[i].features
         if doc_id in known:
             stories[doc_id] = ("known", known[doc_id])
         else:
-            start = bisect_left(times, when - STORY_REACH)  # the first document within reach
             shared: Counter = Counter()
             for name in features.names:
                 posted = postings.get(name, ())  # indices in publication order
