@@ -25,13 +25,13 @@ features and `newsbeam dedup`.
 
 from __future__ import annotations
 
-import heapq
 import math
 import sys
 from bisect import bisect_left
 import re
 import unicodedata
 from collections import Counter
+from operator import itemgetter
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from datetime import datetime, timedelta
@@ -128,7 +128,11 @@ def story_features(text: str, title: str | None = None) -> StoryFeatures:
     whole = f"{title}\n{text}"
     runs = []
     for match in _run_pattern().finditer(whole):
-        tokens = [t for t in map(_bare, match.group().split()) if not (t[0].isupper() and t.casefold() in _CALENDAR)]
+        run = match.group()
+        if " " in run or "\t" in run or "'" in run or "’" in run:  # most runs are one plain word
+            tokens = [t for t in map(_bare, run.split()) if not (t[0].isupper() and t.casefold() in _CALENDAR)]
+        else:
+            tokens = [] if run.casefold() in _CALENDAR else [run]
         if tokens:
             runs.append((tokens, _opens_clause(whole, match.start())))
     inner = {t for tokens, opens in runs for t in (tokens[1:] if opens else tokens) if t[0].isupper()}
@@ -146,7 +150,8 @@ def story_features(text: str, title: str | None = None) -> StoryFeatures:
     sentences = _first_sentences(whole, 2)
     opening = f"{title} {sentences[1] if title and len(sentences) > 1 else sentences[0] if sentences else ''}"
     words = _content_counts(text)
-    return StoryFeatures(frozenset(names), tuple(heapq.nlargest(TOP_TERMS, words.items(), key=lambda kv: kv[1])),
+    # most frequent first, ties in order of first use (a stable sort), as Counter.most_common
+    return StoryFeatures(frozenset(names), tuple(sorted(words.items(), key=itemgetter(1), reverse=True)[:TOP_TERMS]),
                          frozenset(map(_stem, _content_counts(opening))), _numbers(whole, words))
 
 
@@ -196,8 +201,8 @@ _CONTENT = re.compile(r"[^\W\d_][\w’'-]{3,}")  # four letters or more
 
 @lru_cache(maxsize=1)
 def _run_pattern() -> re.Pattern:
-    """A run of capitalised words, maybe joined by connectors, within a line: compiled on first use, as
-    the class of upper-case letters is built from the whole of Unicode (0.1 s)."""
+    """A run of capitalised words, maybe joined by connectors, within a line: compiled on first use, as the
+    class of upper-case letters is built from the whole of Unicode (0.1 s)."""
     upper = [ord(c) for c in map(chr, range(sys.maxunicode + 1)) if c.isupper()]
     starts = [u for i, u in enumerate(upper) if i == 0 or upper[i - 1] != u - 1]
     ends = [u for i, u in enumerate(upper) if i == len(upper) - 1 or upper[i + 1] != u + 1]
