@@ -26,7 +26,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from newsbeam.pipeline.config import UsageError
 from newsbeam.pipeline.manifest import beam_metrics, write_manifest, written_tables
 from newsbeam.pipeline.runner import make_runner
-from newsbeam.transforms.dedup import Decisions, blocked, decided_rows, describe, spill
+from newsbeam.transforms.dedup import Decisions, decided_rows, describe, near_blocks, spill, story_blocks
 from newsbeam.transforms.metrics import count
 from newsbeam.transforms.write import WriteState, remove_stale, write_chunk
 
@@ -89,8 +89,8 @@ class _DescribeChunkFn(beam.DoFn):
             if records["near"] is not None:
                 near.append(records["near"])
             story.append(records["story"])
-        for tier, records, when_index in (("near", near, 3), ("story", story, 2)):
-            for block, part in blocked(records, when_index):
+        for tier, batches in (("near", near_blocks(near)), ("story", story_blocks(story))):
+            for block, part in batches:
                 path = FileSystems.join(self._spill_dir, f"{tier}-{block}-{number}.pickle")
                 yield beam.pvalue.TaggedOutput(tier, (block, spill(path, part)))
 

@@ -178,7 +178,7 @@ def test_stored_keys_of_nothing(articles, duplicates):
 def test_near_copies_are_paired_once_across_time_blocks_and_only_within_the_window():
     from datetime import datetime, timedelta, timezone
 
-    from newsbeam.transforms.dedup import NEAR_WINDOW, block_copies, blocked
+    from newsbeam.transforms.dedup import NEAR_WINDOW, block_copies, near_blocks
     from newsbeam.transforms.similarity import signature
     from newsweb import body_paragraphs
 
@@ -187,7 +187,7 @@ def test_near_copies_are_paired_once_across_time_blocks_and_only_within_the_wind
     records = [((name,), name, name, (start + offset).timestamp(), False, sig.shingles, sig.full, sig.lead) for name, offset in
                (("a", timedelta(0)), ("b", timedelta(days=6)), ("c", timedelta(days=8)), ("far", NEAR_WINDOW * 3))]
     found = []
-    for _, (homes, visitors) in blocked(records, 3):
+    for _, (homes, visitors) in near_blocks(records):
         members = [(r, True) for r in homes] + [(r, False) for r in visitors]
         found += [(a[1], b[1]) for a, b, _ in block_copies(members)]
     assert sorted(found) == sorted({tuple(sorted(p)) for p in found})  # no pair twice

@@ -87,3 +87,30 @@ def test_numbers_in_digits_and_words_are_features_and_survive_the_state_row():
     row = {**f.state_fields(), "article_id": "x"}
     assert type(f).from_state(row) == f
     assert type(f).from_state({k: v for k, v in row.items() if k != "numbers"}).numbers == frozenset()  # older rows
+
+
+def test_a_story_continues_across_time_blocks_and_links_are_followed_to_its_first_article():
+    """The Beam tier links each block's articles to earlier ones (the block before visits) and follows the links
+    afterwards: reports just either side of a block boundary, and a follow-up two days on, end in one story."""
+    from newsbeam.transforms.dedup import NEAR_WINDOW, _story_state, block_story_links, story_blocks, _members
+    from newsbeam.transforms.stories import STORY_REACH, resolve_links
+
+    assert STORY_REACH <= NEAR_WINDOW
+    boundary = datetime.fromtimestamp((T0.timestamp() // NEAR_WINDOW.total_seconds() + 1) * NEAR_WINDOW.total_seconds(), timezone.utc)
+    docs = {"a": (FLOOD_A, boundary - timedelta(hours=3)), "b": (FLOOD_B, boundary + timedelta(hours=2)),
+            "fu": (FLOOD_FOLLOW_UP, boundary + timedelta(days=2)), "budget": (BUDGET_SAME_ACTORS, boundary + timedelta(days=3))}
+    records = []
+    for ref, (text, when) in docs.items():
+        state = features(text).state_fields()
+        records.append((ref, f"id-{ref}", when.timestamp(), None, *(state[k] for k in ("names", "terms", "counts", "lead", "numbers"))))
+    batches = story_blocks(records)
+    homes_and_visitors = [([r[0] for r in homes], [r[0] for r in visitors]) for _, (homes, visitors) in batches]
+    # "a" home in the first block, visiting the second; the third is visited only by those within reach of it
+    assert homes_and_visitors == [(["a"], []), (["b", "fu", "budget"], ["a"]), ([], ["fu", "budget"])]
+    links = [link for _, part in batches for link in block_story_links(_members([part], {}, 0))]
+    stories = resolve_links(links)
+    assert stories == {"b": "id-a", "fu": "id-a"}  # the budget story is its own
+    rows = [row for batch in batches for _, rows in _story_state(batch, {}, {r: ("story", s, None) for r, s in stories.items()})
+            for row in rows]
+    assert {row["article_id"]: row["story_id"] for row in rows} == {"id-a": "id-a", "id-b": "id-a", "id-fu": "id-a",
+                                                                     "id-budget": "id-budget"}

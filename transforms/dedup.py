@@ -181,15 +181,27 @@ def block_of(when: float) -> int:
     return int(when // NEAR_WINDOW.total_seconds())
 
 
-def blocked(records, when_index: int) -> list[tuple[int, tuple[list, list]]]:
+def blocked(records, when_index: int, reach: timedelta = NEAR_WINDOW) -> list[tuple[int, tuple[list, list]]]:
     """Records -> (block, (home records, visiting records)): each record is home in its NEAR_WINDOW-long
-    time block and visits the next, so two records within NEAR_WINDOW of each other meet in one block."""
+    time block and visits the next if it is within `reach` of it, so two records within `reach` of each
+    other (at most NEAR_WINDOW) meet in one block."""
     blocks: dict[int, tuple[list, list]] = {}
+    window, reach = NEAR_WINDOW.total_seconds(), reach.total_seconds()
     for record in records:
         block = block_of(record[when_index])
         blocks.setdefault(block, ([], []))[0].append(record)
-        blocks.setdefault(block + 1, ([], []))[1].append(record)
+        if record[when_index] >= (block + 1) * window - reach:
+            blocks.setdefault(block + 1, ([], []))[1].append(record)
     return sorted(blocks.items())
+
+
+def near_blocks(records) -> list[tuple[int, tuple[list, list]]]:
+    return blocked(records, 3)
+
+
+def story_blocks(records) -> list[tuple[int, tuple[list, list]]]:
+    """Story records visit the next block only within STORY_REACH of it: older ones could not join its articles."""
+    return blocked(records, 2, STORY_REACH)
 
 
 def spill(path: str, part: tuple[list, list]) -> str:
@@ -401,8 +413,8 @@ class Dedup(beam.PTransform):
         new_story = described | "StoryRecords" >> beam.Map(lambda d: d["records"]["story"])
         decided = {
             "light": described | "LightRecords" >> beam.Map(lambda d: d["records"]["light"]),
-            "near": (new_near, stored_near) | "AllNear" >> beam.Flatten() | "NearBlocks" >> beam.FlatMap(lambda r: blocked([r], 3)),
-            "story": (new_story, stored_story) | "AllStory" >> beam.Flatten() | "StoryBlocks" >> beam.FlatMap(lambda r: blocked([r], 2)),
+            "near": (new_near, stored_near) | "AllNear" >> beam.Flatten() | "NearBlocks" >> beam.FlatMap(lambda r: near_blocks([r])),
+            "story": (new_story, stored_story) | "AllStory" >> beam.Flatten() | "StoryBlocks" >> beam.FlatMap(lambda r: story_blocks([r])),
         } | "Tiers" >> Decisions()
         rows = described | "Apply" >> beam.ParDo(_ApplyFn(), beam.pvalue.AsDict(decided["decisions"])).with_outputs(
             "duplicates", main="articles"
