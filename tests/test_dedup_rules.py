@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from newsbeam.transforms.dedup import duplicate_rows, keep_order, split_kept, stored_keys
+from newsbeam.transforms.dedup import duplicate_rows, keep_one, keep_order, light_record, stored_keys
 
 UTC = timezone.utc
 FETCHED = datetime(2024, 3, 6, 12, 0, tzinfo=UTC)
@@ -16,6 +16,7 @@ def doc(name, published=None, method="trafilatura", words=300, entries=None):
     return {
         "article_id": f"id-{name}",
         "canonical_url": f"https://news.example.com/{name}",
+        "content_hash": f"hash-{name}",
         "published_at": published,
         "extraction_method": method,
         "word_count": words,
@@ -25,8 +26,8 @@ def doc(name, published=None, method="trafilatura", words=300, entries=None):
 
 
 def kept_name(*docs):
-    kept, _ = split_kept(list(docs))
-    return kept["article_id"]
+    kept, _ = keep_one([light_record(f"ref-{i}", d) for i, d in enumerate(docs)])
+    return kept[2]
 
 
 def test_earliest_published_is_kept():
@@ -61,14 +62,14 @@ def test_undated_documents_fall_back_to_the_other_rules():
     assert kept_name(doc("feed", method="feed_summary", words=900), doc("page", words=100)) == "id-page"
 
 
-def test_split_kept_returns_every_other_document():
+def test_keep_one_returns_every_other_document():
     docs = [doc("c", words=100), doc("a", words=300), doc("b", words=200)]
-    kept, others = split_kept(docs)
-    assert kept["article_id"] == "id-a"
-    assert [d["article_id"] for d in others] == ["id-b", "id-c"]
+    kept, others = keep_one([light_record(d["article_id"], d) for d in docs])
+    assert kept[2] == "id-a"
+    assert [r[2] for r in others] == ["id-b", "id-c"]
 
 
-def test_split_kept_is_independent_of_input_order():
+def test_keep_one_is_independent_of_input_order():
     docs = [
         doc("x", datetime(2024, 3, 5, 8, 0, tzinfo=UTC), words=100),
         doc("y", datetime(2024, 3, 5, 8, 0, tzinfo=UTC), method="feed_content", words=500),

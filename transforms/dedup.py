@@ -59,8 +59,14 @@ def keep_order(doc: dict) -> tuple:
             doc["canonical_url"])
 
 
-def split_kept(docs: list[dict]) -> tuple[dict, list[dict]]:
-    ordered = sorted(docs, key=keep_order)
+def light_record(ref: str, doc: dict) -> tuple:
+    """What the url and exact tiers see of a document: (rank, ref, article_id, canonical_url, content_hash)."""
+    return (keep_order(doc), ref, doc["article_id"], doc["canonical_url"], doc["content_hash"])
+
+
+def keep_one(records: list[tuple]) -> tuple[tuple, list[tuple]]:
+    """Light records of one URL or one text -> (the one kept, the copies): by keep_order, then ref."""
+    ordered = sorted(records)
     return ordered[0], ordered[1:]
 
 
@@ -147,7 +153,7 @@ def describe(items: list[tuple[str, dict]]) -> list[dict]:
         rank, when = keep_order(doc), when_of(doc).timestamp()
         state = story_features(doc["text"], doc.get("title")).state_fields()
         described.append({
-            "light": (rank, ref, doc["article_id"], doc["canonical_url"], doc["content_hash"]),
+            "light": light_record(ref, doc),
             "near": None if sig is None else (rank, ref, doc["article_id"], when, False, sig.shingles, sig.full, sig.lead),
             "story": (ref, doc["article_id"], when, None, *(state[k] for k in _STORY_FIELDS)),
         })
@@ -292,8 +298,9 @@ class Decisions(beam.PTransform):
     """The tiers over documents' records -> {'decisions', 'near_state', 'story_state'}.
 
     Input: a dict of PCollections: 'light' (light records, one per document), 'near' and 'story'
-    ((block, (homes, visitors)) batches of near and story records, see `blocked`, or (block, path)
-    of batches spilled to files, see `spill`; earlier runs' records among them). Output 'decisions': (ref, (tier, article_id, similarity)) for each copy
+    ((block, (homes, visitors)) batches of near and story records, see `near_blocks` and
+    `story_blocks`, or (block, path) of batches spilled to files, see `spill`; earlier runs'
+    records among them). Output 'decisions': (ref, (tier, article_id, similarity)) for each copy
     (tier url, exact or near; article_id the kept one) and (ref, ('story', story_id, None)) for
     each article that joins another's story; every other document is an article of its own
     story. 'near_state' and 'story_state': (block, rows) of the articles kept, for later runs.
@@ -342,10 +349,10 @@ class _KeepOneFn(beam.DoFn):
         self._tier = tier
 
     def process(self, keyed):
-        records = sorted(keyed[1])  # by rank, then ref
-        yield beam.pvalue.TaggedOutput("kept", records[0])
-        for record in records[1:]:
-            yield record[1], (self._tier, records[0][2], 1.0)
+        kept, copies = keep_one(list(keyed[1]))
+        yield beam.pvalue.TaggedOutput("kept", kept)
+        for record in copies:
+            yield record[1], (self._tier, kept[2], 1.0)
 
 
 def _near_state(batch, dropped):
