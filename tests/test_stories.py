@@ -92,7 +92,7 @@ def test_numbers_in_digits_and_words_are_features_and_survive_the_state_row():
 def test_a_story_continues_across_time_blocks_and_links_are_followed_to_its_first_article():
     """The Beam tier links each block's articles to earlier ones (the block before visits) and follows the links
     afterwards: reports just either side of a block boundary, and a follow-up two days on, end in one story."""
-    from newsbeam.transforms.dedup import NEAR_WINDOW, _story_state, block_story_links, story_blocks, _members
+    from newsbeam.transforms.dedup import NEAR_WINDOW, _members, _story_state, block_story_links, pack_story, story_blocks
     from newsbeam.transforms.stories import STORY_REACH, resolve_links
 
     assert STORY_REACH <= NEAR_WINDOW
@@ -101,8 +101,7 @@ def test_a_story_continues_across_time_blocks_and_links_are_followed_to_its_firs
             "fu": (FLOOD_FOLLOW_UP, boundary + timedelta(days=2)), "budget": (BUDGET_SAME_ACTORS, boundary + timedelta(days=3))}
     records = []
     for ref, (text, when) in docs.items():
-        state = features(text).state_fields()
-        records.append((ref, f"id-{ref}", when.timestamp(), None, *(state[k] for k in ("names", "terms", "counts", "lead", "numbers"))))
+        records.append((ref, f"id-{ref}", when.timestamp(), None, *pack_story(features(text).state_fields())))
     batches = story_blocks(records)
     homes_and_visitors = [([r[0] for r in homes], [r[0] for r in visitors]) for _, (homes, visitors) in batches]
     # "a" home in the first block, visiting the second; the third is visited only by those within reach of it
@@ -114,3 +113,4 @@ def test_a_story_continues_across_time_blocks_and_links_are_followed_to_its_firs
             for row in rows]
     assert {row["article_id"]: row["story_id"] for row in rows} == {"id-a": "id-a", "id-b": "id-a", "id-fu": "id-a",
                                                                      "id-budget": "id-budget"}
+    assert rows[0]["terms"] == features(FLOOD_A).state_fields()["terms"]  # packed and unpacked unchanged

@@ -34,6 +34,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import pickle
+from array import array
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -155,7 +156,7 @@ def describe(items: list[tuple[str, dict]]) -> list[dict]:
         described.append({
             "light": light_record(ref, doc),
             "near": None if sig is None else (rank, ref, doc["article_id"], when, False, sig.shingles, sig.full, sig.lead),
-            "story": (ref, doc["article_id"], when, None, *(state[k] for k in _STORY_FIELDS)),
+            "story": (ref, doc["article_id"], when, None, *pack_story(state)),
         })
     return described
 
@@ -169,18 +170,33 @@ def stored_near_record(row: dict) -> tuple:
 def stored_story_record(row: dict) -> tuple:
     """An earlier run's story-state row as a story record: it keeps its story id."""
     return (row["article_id"], row["article_id"], row["published_at"].timestamp(), row["story_id"],
-            *(row.get(k) or [] for k in _STORY_FIELDS))
+            *pack_story(row))
 
 
 def _near_signature(record: tuple) -> Signature:
     return Signature(record[5], record[6], record[7])
 
 
-_STORY_FIELDS = ("names", "terms", "counts", "lead", "numbers")  # a story record's fields after (ref, article_id, when, story_id)
+_SEP = "\x1f"  # the unit separator: in no feature (they are words, names and numbers)
+
+
+def pack_story(state: dict) -> tuple:
+    """Story-state columns as a story record's fields: lists of strings joined, counts as bytes; a few objects
+    per article instead of a hundred, so a time block's records stay small in memory and in spills."""
+    return (*(_SEP.join(state.get(k) or ()) for k in ("names", "terms")), array("I", state.get("counts") or ()).tobytes(),
+            *(_SEP.join(state.get(k) or ()) for k in ("lead", "numbers")))
+
+
+def unpack_story(fields) -> dict:
+    """pack_story's fields back to story-state columns."""
+    names, terms, counts, lead, numbers = fields
+    split = lambda joined: joined.split(_SEP) if joined else []  # noqa: E731
+    return {"names": split(names), "terms": split(terms), "counts": array("I", counts).tolist(), "lead": split(lead),
+            "numbers": split(numbers)}
 
 
 def _story_features(record: tuple) -> StoryFeatures:
-    return StoryFeatures.from_state(dict(zip(_STORY_FIELDS, record[4:])))
+    return StoryFeatures.from_state(unpack_story(record[4:]))
 
 
 def block_of(when: float) -> int:
@@ -371,7 +387,7 @@ def _story_state(batch, dropped, stories):
         if story_id is None and ref not in dropped:
             joined = stories.get(ref)
             rows.append({"article_id": doc_id, "story_id": joined[1] if joined else doc_id,
-                         "published_at": datetime.fromtimestamp(when, timezone.utc), **dict(zip(_STORY_FIELDS, features))})
+                         "published_at": datetime.fromtimestamp(when, timezone.utc), **unpack_story(features)})
     return [(block, rows)] if rows else []
 
 

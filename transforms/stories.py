@@ -25,6 +25,7 @@ features and `newsbeam dedup`.
 
 from __future__ import annotations
 
+import heapq
 import math
 import sys
 from bisect import bisect_left
@@ -48,6 +49,7 @@ TOP_TERMS = 60  # content words kept per article (by count): enough for the cosi
 STEM_LETTERS = 6
 IDF_PRIOR_DOCS = 1000
 POSTING_LIMIT = 200  # a name shared by more recent articles than this is compared only with the nearest in time
+MAX_CANDIDATES = 30  # an article is scored against at most this many earlier ones: those sharing most names, then the latest
 
 _SENTENCE = re.compile(r"(?<=[.!?…])\s+|\n+")
 _CONNECTORS = {"of", "de", "del", "der", "van", "von", "la", "le", "du", "bin", "al", "da", "di"}
@@ -303,7 +305,7 @@ def story_links(docs: list[tuple[str, datetime, StoryFeatures]], linkable=None, 
 
     Documents are taken in publication order (ties by id). Each doc not in `known` is scored
     against the earlier docs within STORY_REACH that share at least MIN_SHARED_NAMES names with
-    it; each of their stories gets the mean of those members' scores weighted by their time
+    it (at most MAX_CANDIDATES of them: those sharing the most names, then the latest); each of their stories gets the mean of those members' scores weighted by their time
     decay; the doc joins the best story if that reaches STORY_THRESHOLD, else starts its own.
     `known` docs (earlier runs' articles) keep their stored story ids. Docs outside `linkable`
     (another time block's) are grouped here too, for scoring, but not reported: their own block
@@ -341,9 +343,8 @@ def story_links(docs: list[tuple[str, datetime, StoryFeatures]], linkable=None, 
             # A story's score is the mean of its members' scores, each weighted by its time decay: an article
             # must resemble the story, not just the one member (often the latest development) it recaps.
             support: dict[tuple, list] = {}
-            for j, count in shared.items():
-                if count < MIN_SHARED_NAMES:
-                    continue
+            candidates = heapq.nlargest(MAX_CANDIDATES, ((count, j) for j, count in shared.items() if count >= MIN_SHARED_NAMES))
+            for _, j in candidates:
                 other_id, other_when, _ = ordered[j]
                 apart = when - other_when
                 weight = _decay(apart)
