@@ -69,7 +69,14 @@ def as_document(row: dict) -> dict:
 
 
 def ref(chunk: int, row: int) -> str:
+    """A document's ref for the tiers: its chunk and row (article ids repeat across merged datasets)."""
     return f"{chunk}#{row}"
+
+
+def by_chunk(decision: tuple) -> tuple[int, tuple[int, tuple]]:
+    """(ref, decision) -> (chunk, (row, decision)): decisions go to the chunk that writes the document."""
+    chunk, row = decision[0].split("#")
+    return int(chunk), (int(row), decision[1])
 
 
 class _DescribeChunkFn(beam.DoFn):
@@ -135,10 +142,10 @@ def run_dedup(dataset: str, out: str, run_id: str, beam_args: list[str] | None =
     specs = p | "Chunks" >> beam.Create(found)
     described = specs | "Describe" >> beam.ParDo(_DescribeChunkFn(spill_dir)).with_outputs("light", "near", "story")
     decided = {"light": described.light, "near": described.near, "story": described.story} | "Tiers" >> Decisions()
-    by_chunk = decided["decisions"] | "ByChunk" >> beam.Map(lambda d: (int(d[0].split("#")[0]), (int(d[0].split("#")[1]), d[1])))
+    chunk_decisions = decided["decisions"] | "ByChunk" >> beam.Map(by_chunk)
     keyed_specs = specs | "KeyChunks" >> beam.Map(lambda c: (c[0], (c[1], c[2])))
     (
-        {"chunk": keyed_specs, "decisions": by_chunk}
+        {"chunk": keyed_specs, "decisions": chunk_decisions}
         | "WithDecisions" >> beam.CoGroupByKey()
         | "WriteChunks" >> beam.ParDo(_WriteChunkFn(out, run_id))
         | "AllFiles" >> beam.combiners.ToList()

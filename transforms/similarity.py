@@ -51,12 +51,6 @@ def words(text: str) -> list[str]:
     return _WORD.findall(unicodedata.normalize("NFKC", text or "").casefold())
 
 
-def shingle_hashes(tokens: list[str]) -> np.ndarray:
-    """64-bit hashes of the text's word 4-grams, in text order (a text shorter than 4 words: none)."""
-    ids = np.fromiter((zlib.crc32(t.encode("utf-8")) for t in tokens), dtype=np.uint64, count=len(tokens))
-    return _mix_shingles(ids)
-
-
 def _mix_shingles(ids: np.ndarray) -> np.ndarray:
     """Word hashes -> the hash of each run of SHINGLE_WORDS of them (len(ids) - 3 values; none for fewer words)."""
     n = len(ids) - SHINGLE_WORDS + 1

@@ -250,8 +250,8 @@ class _Scored:
     norm: float
     lead_weight: dict
     lead_total: float
-    name_total: float = 0.0
-    stems: frozenset = frozenset()
+    name_total: float
+    stems: frozenset  # features.stems, looked up once
 
 
 def _prepare(features: StoryFeatures, idf) -> _Scored:
@@ -305,8 +305,9 @@ def story_links(docs: list[tuple[str, datetime, StoryFeatures]], linkable=None, 
 
     Documents are taken in publication order (ties by id). Each doc not in `known` is scored
     against the earlier docs within STORY_REACH that share at least MIN_SHARED_NAMES names with
-    it (at most MAX_CANDIDATES of them: those sharing the most names, then the latest); each of their stories gets the mean of those members' scores weighted by their time
-    decay; the doc joins the best story if that reaches STORY_THRESHOLD, else starts its own.
+    it (at most MAX_CANDIDATES of them: those sharing the most names, then the latest); each of
+    their stories gets the mean of those members' scores weighted by their time decay; the doc
+    joins the best story if that reaches STORY_THRESHOLD, else starts its own.
     `known` docs (earlier runs' articles) keep their stored story ids. Docs outside `linkable`
     (another time block's) are grouped here too, for scoring, but not reported: their own block
     reports them, and resolve_links follows the links across blocks.

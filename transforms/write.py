@@ -74,8 +74,22 @@ def file_name(run_id: str, chunk: int) -> str:
 
 def run_files_pattern(out: str, table: str, run_id: str, temporary: bool = False) -> str:
     """Glob of every file (or leftover temporary file) a run wrote into a table."""
-    name = f".part-{run_id}-*.tmp" if temporary else f"part-{run_id}-*.parquet"
-    return FileSystems.join(table_dir(out, table), f"{PARTITION_COLUMN}=*", name)
+    return _run_files_glob(FileSystems.join(table_dir(out, table), f"{PARTITION_COLUMN}=*"), run_id, temporary)
+
+
+def _run_files_glob(folder: str, run_id: str, temporary: bool) -> str:
+    return FileSystems.join(folder, f".part-{run_id}-*.tmp" if temporary else f"part-{run_id}-*.parquet")
+
+
+def _delete_unwritten(folders: list[str], run_id: str, files: list[dict]) -> list[dict]:
+    """Delete the run id's files (and temporary files) in `folders` (globs allowed) that are not among `files`,
+    the ones it wrote; return `files` sorted by path."""
+    keep = {f["path"] for f in files}
+    globs = [_run_files_glob(folder, run_id, temporary) for folder in folders for temporary in (False, True)]
+    stale = [m.path for result in FileSystems.match(globs) for m in result.metadata_list if m.path not in keep]
+    if stale:
+        FileSystems.delete(stale)
+    return sorted(files, key=lambda f: f["path"])
 
 
 def read_key_columns(out: str, table: str, columns: list[str], exclude_run_id: str) -> list[dict]:
@@ -170,17 +184,7 @@ def write_chunk(out: str, run_id: str, table: str, chunk: int, rows: list[dict])
 
 def remove_stale(files: list[dict], out: str, run_id: str, tables: list[str]) -> list[dict]:
     """Delete the run id's files (and temporary files) in `tables` that are not among `files`, the ones it wrote."""
-    keep = {f["path"] for f in files}
-    stale = []
-    for table in tables:
-        for temporary in (False, True):
-            pattern = run_files_pattern(out, table, run_id, temporary)
-            for match in FileSystems.match([pattern])[0].metadata_list:
-                if match.path not in keep:
-                    stale.append(match.path)
-    if stale:
-        FileSystems.delete(stale)
-    return sorted(files, key=lambda f: f["path"])
+    return _delete_unwritten([FileSystems.join(table_dir(out, table), f"{PARTITION_COLUMN}=*") for table in tables], run_id, files)
 
 
 def state_dir(out: str, name: str) -> str:
@@ -210,7 +214,7 @@ class WriteState(beam.PTransform):
             | "Group" >> beam.GroupByKey()
             | "WriteFile" >> beam.Map(self._write)
             | "ListFiles" >> beam.combiners.ToList()
-            | "RemoveStale" >> beam.Map(self._remove_stale)
+            | "RemoveStale" >> beam.Map(lambda files: _delete_unwritten([state_dir(self._out, self._name)], self._run_id, files))
         )
 
     def _write(self, keyed) -> dict:
@@ -219,15 +223,6 @@ class WriteState(beam.PTransform):
         path = FileSystems.join(state_dir(self._out, self._name), file_name(self._run_id, key))
         write_file(path, parquet_bytes(to_arrow(self._name, rows)), len(rows))
         return {"table": f"_state/{self._name}", "path": path, "rows": len(rows)}
-
-    def _remove_stale(self, files: list[dict]) -> list[dict]:
-        keep = {f["path"] for f in files}
-        folder = state_dir(self._out, self._name)
-        patterns = [FileSystems.join(folder, f"part-{self._run_id}-*.parquet"), FileSystems.join(folder, f".part-{self._run_id}-*.tmp")]
-        stale = [m.path for pattern in patterns for m in FileSystems.match([pattern])[0].metadata_list if m.path not in keep]
-        if stale:
-            FileSystems.delete(stale)
-        return sorted(files, key=lambda f: f["path"])
 
 
 def write_json(path: str, payload: dict) -> None:
