@@ -26,9 +26,9 @@ from apache_beam.options.pipeline_options import PipelineOptions
 from newsbeam.pipeline.config import UsageError
 from newsbeam.pipeline.manifest import beam_metrics, write_manifest, written_tables
 from newsbeam.pipeline.runner import make_runner
-from newsbeam.transforms.dedup import Decisions, decided_rows, describe, near_blocks, spill, story_blocks
+from newsbeam.transforms.dedup import Decisions, decided_rows, describe, near_blocks, story_blocks
 from newsbeam.transforms.metrics import count
-from newsbeam.transforms.write import WriteState, remove_stale, write_chunk
+from newsbeam.transforms.write import WriteState, remove_stale, spill, write_chunk
 
 TABLES = ("articles", "duplicates")
 DESCRIBE_COLUMNS = ["article_id", "url", "canonical_url", "feed_url", "content_hash", "text", "title", "published_at",

@@ -53,7 +53,10 @@ def test_dedup_finds_copies_across_merged_datasets(web, tmp_path):
     assert duplicates.duplicate_of.item() == articles.set_index("canonical_url").article_id["https://a.example/pier"]
     manifest = json.loads((tmp_path / "deduped" / "runs" / "backfill.json").read_text())
     assert manifest["articles"] == {"read": 4, "kept": 3, "duplicates": 1, "balanced": True}
-    assert len(pd.read_parquet(tmp_path / "deduped" / "_state" / "near")) == 3
+    near_state = pd.read_parquet(tmp_path / "deduped" / "_state" / "near")
+    story_state = pd.read_parquet(tmp_path / "deduped" / "_state" / "story")  # rows passed through spill files
+    assert sorted(near_state.article_id) == sorted(story_state.article_id) == sorted(articles.article_id)
+    assert story_state.story_id.notna().all() and story_state.names.map(len).gt(0).all()
     assert sorted(p.name for p in (tmp_path / "deduped").iterdir()) == ["_state", "articles", "duplicates", "runs"]  # no spill left
 
 

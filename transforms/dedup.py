@@ -33,14 +33,13 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-import pickle
 from array import array
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 
 from newsbeam.transforms.metrics import count
 from newsbeam.transforms.normalise import canonical_url
+from newsbeam.transforms.write import spill, unspill
 from newsbeam.transforms.similarity import Signature, copy_similarity, pick_copies, shared_bands, signatures
 from newsbeam.transforms.stories import STORY_REACH, StoryFeatures, resolve_links, story_features, story_links
 
@@ -226,25 +225,6 @@ def story_blocks(records) -> list[tuple[int, tuple[list, list]]]:
     return blocked(records, 2, STORY_REACH)
 
 
-def spill(path: str, part: tuple[list, list]) -> str:
-    """Write a (homes, visitors) batch to a file (any Beam FileSystem) and return its path, to group instead.
-
-    `newsbeam dedup` spills its batches, so that a runner that holds grouped data in memory (the
-    local ones do) holds only paths, and a block's worker reads its block's records itself.
-    """
-    with FileSystems.create(path) as f:
-        f.write(pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL))
-    return path
-
-
-def unspill(part) -> tuple[list, list]:
-    """A batch as grouped: (homes, visitors) itself, or the path `spill` wrote it to."""
-    if isinstance(part, str):
-        with FileSystems.open(part, compression_type="uncompressed") as f:
-            return pickle.loads(f.read())
-    return part
-
-
 def _members(parts, dropped, ref_index: int) -> list[tuple[tuple, bool]]:
     """A block's (record, home) members from its grouped (homes, visitors) parts, less the dropped refs."""
     members = []
@@ -371,12 +351,20 @@ class _KeepOneFn(beam.DoFn):
             yield record[1], (self._tier, kept[2], 1.0)
 
 
+def _keep_as(part, block: int, rows: list[dict]) -> list[tuple[int, object]]:
+    """A block's state rows as the (block, rows) batch WriteState groups; spilled beside the block's records when
+    those were spilled, so that the runner holds a path and not a million rows."""
+    if not rows:
+        return []
+    return [(block, spill(f"{part}.state", rows) if isinstance(part, str) else rows)]
+
+
 def _near_state(batch, dropped):
     block, part = batch
     homes, _ = unspill(part)
     rows = [{"article_id": r[2], "published_at": datetime.fromtimestamp(r[3], timezone.utc), "shingles": r[5],
              "full": r[6], "lead": r[7]} for r in homes if not r[4] and r[1] not in dropped]
-    return [(block, rows)] if rows else []
+    return _keep_as(part, block, rows)
 
 
 def _story_state(batch, dropped, stories):
@@ -388,7 +376,7 @@ def _story_state(batch, dropped, stories):
             joined = stories.get(ref)
             rows.append({"article_id": doc_id, "story_id": joined[1] if joined else doc_id,
                          "published_at": datetime.fromtimestamp(when, timezone.utc), **unpack_story(features)})
-    return [(block, rows)] if rows else []
+    return _keep_as(part, block, rows)
 
 
 def decided_rows(doc: dict, decision: tuple | None) -> tuple[dict | None, list[dict]]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import pickle
 import posixpath
 import uuid
 from datetime import datetime, timezone
@@ -197,8 +198,31 @@ def read_state(out: str, name: str, exclude_run_id: str, since=None) -> list[dic
     return _earlier_rows(state_dir(out, name), columns, exclude_run_id, since=since, schema=STATE[name])
 
 
+def spill(path: str, part):
+    """Write a batch (records of a block, state rows) to a file (any Beam FileSystem) and return its path, to
+    group instead.
+
+    `newsbeam dedup` spills its batches, so that a runner that holds grouped data in memory (the
+    local ones do) holds only paths, and a block's worker reads its block's records itself. A
+    spilled block's state rows are spilled beside it in turn (see `_keep_as`).
+    """
+    with FileSystems.create(path) as f:
+        f.write(pickle.dumps(part, protocol=pickle.HIGHEST_PROTOCOL))
+    return path
+
+
+def unspill(part):
+    """A batch as grouped: itself, or the path `spill` wrote it to."""
+    if isinstance(part, str):
+        with FileSystems.open(part, compression_type="uncompressed") as f:
+            return pickle.loads(f.read())
+    return part
+
+
 class WriteState(beam.PTransform):
     """(key, rows) batches -> one file per key under DIR/_state/NAME; the run's other files there removed.
+
+    A batch may be the path its rows were spilled to (transforms.dedup.spill); it is read here.
 
     The near and story tiers key their state by time block, so no worker holds more than a
     block's rows; a rerun of the run id replaces its own files and leaves other runs' alone.
@@ -219,7 +243,7 @@ class WriteState(beam.PTransform):
 
     def _write(self, keyed) -> dict:
         key, batches = keyed
-        rows = [_stamp(row, self._run_id, self._name) for batch in batches for row in batch]
+        rows = [_stamp(row, self._run_id, self._name) for batch in batches for row in unspill(batch)]
         path = FileSystems.join(state_dir(self._out, self._name), file_name(self._run_id, key))
         write_file(path, parquet_bytes(to_arrow(self._name, rows)), len(rows))
         return {"table": f"_state/{self._name}", "path": path, "rows": len(rows)}
