@@ -15,6 +15,7 @@ the dataset's text.
 from __future__ import annotations
 
 import time
+from itertools import chain
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -73,10 +74,14 @@ def ref(chunk: int, row: int) -> str:
     return f"{chunk}#{row}"
 
 
-def by_chunk(decision: tuple) -> tuple[int, tuple[int, tuple]]:
-    """(ref, decision) -> (chunk, (row, decision)): decisions go to the chunk that writes the document."""
-    chunk, row = decision[0].split("#")
-    return int(chunk), (int(row), decision[1])
+def by_chunk(decisions: list[tuple]) -> list[tuple[int, list[tuple[int, tuple]]]]:
+    """A batch of (ref, decision) -> (chunk, [(row, decision)]) batches: decisions go to the chunk that writes the
+    document."""
+    found: dict[int, list] = {}
+    for ref_, decision in decisions:
+        chunk, row = ref_.split("#")
+        found.setdefault(int(chunk), []).append((int(row), decision))
+    return sorted(found.items())
 
 
 class _DescribeChunkFn(beam.DoFn):
@@ -91,8 +96,9 @@ class _DescribeChunkFn(beam.DoFn):
         near, story = [], []
         rows = read_chunk(path, group, DESCRIBE_COLUMNS)
         count("articles_read", len(rows))
-        for records in describe([(ref(number, i), as_document(row)) for i, row in enumerate(rows)]):
-            yield beam.pvalue.TaggedOutput("light", records["light"])
+        described = describe([(ref(number, i), as_document(row)) for i, row in enumerate(rows)])
+        yield beam.pvalue.TaggedOutput("light", [records["light"] for records in described])
+        for records in described:
             if records["near"] is not None:
                 near.append(records["near"])
             story.append(records["story"])
@@ -103,7 +109,7 @@ class _DescribeChunkFn(beam.DoFn):
 
 
 class _WriteChunkFn(beam.DoFn):
-    """(chunk number, {'chunk': [(file, row group)], 'decisions': [(row, decision)]}) -> the chunk's files written."""
+    """(chunk number, {'chunk': [(file, row group)], 'decisions': [[(row, decision)], ...]}) -> the chunk's files written."""
 
     def __init__(self, out: str, run_id: str):
         self._out, self._run_id = out, run_id
@@ -111,7 +117,7 @@ class _WriteChunkFn(beam.DoFn):
     def process(self, keyed):
         number, parts = keyed
         (path, group), = parts["chunk"]
-        decisions = dict(parts["decisions"])
+        decisions = dict(chain.from_iterable(parts["decisions"]))
         articles, duplicates = [], []
         for i, row in enumerate(read_chunk(path, group)):
             article, copies = decided_rows(as_document(row), decisions.get(i))
@@ -142,7 +148,7 @@ def run_dedup(dataset: str, out: str, run_id: str, beam_args: list[str] | None =
     specs = p | "Chunks" >> beam.Create(found)
     described = specs | "Describe" >> beam.ParDo(_DescribeChunkFn(spill_dir)).with_outputs("light", "near", "story")
     decided = {"light": described.light, "near": described.near, "story": described.story} | "Tiers" >> Decisions()
-    chunk_decisions = decided["decisions"] | "ByChunk" >> beam.Map(by_chunk)
+    chunk_decisions = decided["decisions"] | "ByChunk" >> beam.FlatMap(by_chunk)
     keyed_specs = specs | "KeyChunks" >> beam.Map(lambda c: (c[0], (c[1], c[2])))
     (
         {"chunk": keyed_specs, "decisions": chunk_decisions}

@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from newsbeam.transforms.dedup import duplicate_rows, keep_one, keep_order, light_record, stored_keys
+from newsbeam.transforms.dedup import duplicate_rows, keep_firsts, keep_one, keep_order, light_record, shards, stored_keys
 
 UTC = timezone.utc
 FETCHED = datetime(2024, 3, 6, 12, 0, tzinfo=UTC)
@@ -76,6 +76,22 @@ def test_keep_one_is_independent_of_input_order():
         doc("z", None, words=900),
     ]
     assert {kept_name(*docs), kept_name(*reversed(docs))} == {"id-x"}
+
+
+def test_sharded_batches_keep_one_per_key_whichever_batch_a_record_came_in():
+    """The url tier's shards: copies of one URL from two chunks meet in one shard, and each URL keeps its best."""
+    a, b = doc("a", words=300), doc("b", words=300)
+    same_url_longer = {**doc("a2", words=900), "canonical_url": a["canonical_url"]}
+    chunks = [[light_record("0#0", a), light_record("0#1", b)], [light_record("1#0", same_url_longer)]]
+    grouped: dict[int, list] = {}
+    for chunk in chunks:
+        for shard, batch in shards(chunk, 3):
+            grouped.setdefault(shard, []).extend(batch)
+    assert sum(len(batch) for batch in grouped.values()) == 3 and len(grouped) <= 2
+    results = [keep_firsts(batch, 3) for batch in grouped.values()]
+    kept = sorted(record[2] for found, _ in results for record in found)
+    copies = [(copy[1], first[2]) for _, pairs in results for copy, first in pairs]
+    assert kept == ["id-a2", "id-b"] and copies == [("0#0", "id-a2")]
 
 
 def test_keep_order_sorts_undated_last():

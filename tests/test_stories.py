@@ -109,8 +109,8 @@ def test_a_story_continues_across_time_blocks_and_links_are_followed_to_its_firs
     links = [link for _, part in batches for link in block_story_links(_members([part], {}, 0))]
     stories = resolve_links(links)
     assert stories == {"b": "id-a", "fu": "id-a"}  # the budget story is its own
-    rows = [row for batch in batches for _, rows in _story_state(batch, {}, {r: ("story", s, None) for r, s in stories.items()})
-            for row in rows]
+    rows = [row for block, part in batches
+            for _, rows in _story_state((block, {"records": [part], "stories": [list(stories.items())]}), {}) for row in rows]
     assert {row["article_id"]: row["story_id"] for row in rows} == {"id-a": "id-a", "id-b": "id-a", "id-fu": "id-a",
                                                                      "id-budget": "id-budget"}
     assert rows[0]["terms"] == features(FLOOD_A).state_fields()["terms"]  # packed and unpacked unchanged

@@ -31,9 +31,10 @@ story's first article). The result is one decision per document that is not simp
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-
+import zlib
 from array import array
+from datetime import datetime, timedelta, timezone
+from itertools import chain
 
 import apache_beam as beam
 
@@ -290,73 +291,105 @@ def block_story_links(members: list[tuple[tuple, bool]]) -> list[tuple[str, str,
 
 # ---------------------------------------------------------------- decisions
 
+SHARDS = 256  # the url and exact tiers move light records in batches per shard of their key, not one by one
+
+
+def shards(records, field: int) -> list[tuple[int, list[tuple]]]:
+    """Light records -> (shard, records) batches by a hash of one of their fields: equal keys meet in one shard."""
+    found: dict[int, list] = {}
+    for record in records:
+        found.setdefault(zlib.crc32(str(record[field]).encode("utf-8")) % SHARDS, []).append(record)
+    return sorted(found.items())
+
+
+def keep_firsts(records, field: int) -> tuple[list[tuple], list[tuple[tuple, tuple]]]:
+    """A shard's light records -> (the one kept per key, [(copy, the kept record of its key)]), by keep_one."""
+    by_key: dict = {}
+    for record in records:
+        by_key.setdefault(record[field], []).append(record)
+    kept, copies = [], []
+    for group in by_key.values():
+        first, others = keep_one(group)
+        kept.append(first)
+        copies.extend((other, first) for other in others)
+    return kept, copies
+
+
+def follow_links(blocks: list[tuple[int, list[tuple]]]) -> list[tuple[int, list[tuple[str, str]]]]:
+    """(block, its story links) of every block -> (block, [(ref, story id)]) for the refs each block linked,
+    links followed across blocks to the story's first article (resolve_links)."""
+    stories = resolve_links(link for _, links in blocks for link in links)
+    return [(block, [(ref, stories[ref]) for ref, _, _ in links]) for block, links in blocks if links]
+
+
 class Decisions(beam.PTransform):
     """The tiers over documents' records -> {'decisions', 'near_state', 'story_state'}.
 
-    Input: a dict of PCollections: 'light' (light records, one per document), 'near' and 'story'
-    ((block, (homes, visitors)) batches of near and story records, see `near_blocks` and
-    `story_blocks`, or (block, path) of batches spilled to files, see `spill`; earlier runs'
-    records among them). Output 'decisions': (ref, (tier, article_id, similarity)) for each copy
-    (tier url, exact or near; article_id the kept one) and (ref, ('story', story_id, None)) for
-    each article that joins another's story; every other document is an article of its own
-    story. 'near_state' and 'story_state': (block, rows) of the articles kept, for later runs.
+    Input: a dict of PCollections: 'light' (lists of light records, a document's or a chunk's),
+    'near' and 'story' ((block, (homes, visitors)) batches of near and story records, see
+    `near_blocks` and `story_blocks`, or (block, path) of batches spilled to files, see `spill`;
+    earlier runs' records among them). Output 'decisions': lists of (ref, (tier, article_id,
+    similarity)) for each copy (tier url, exact or near; article_id the kept one) and (ref,
+    ('story', story_id, None)) for each article that joins another's story; every other document
+    is an article of its own story. 'near_state' and 'story_state': (block, rows) of the articles
+    kept, for later runs (rows spilled to a file when the block's records were).
+
+    Everything that crosses a grouping moves in batches (per shard of a key, per time block),
+    so a million documents make thousands of elements, not millions: local runners pay for each.
     """
 
     def expand(self, records):
         url = (
             records["light"]
-            | "ByUrl" >> beam.Map(lambda r: (r[3], r))
+            | "UrlShards" >> beam.FlatMap(shards, 3)
             | "GroupUrl" >> beam.GroupByKey()
-            | "KeepOneUrl" >> beam.ParDo(_KeepOneFn("url")).with_outputs("kept", main="decisions")
+            | "KeepOneUrl" >> beam.ParDo(_KeepOneFn("url", 3, then=4)).with_outputs("kept", main="decisions")
         )
-        exact = (
-            url.kept
-            | "ByText" >> beam.Map(lambda r: (r[4], r))
-            | "GroupText" >> beam.GroupByKey()
-            | "KeepOneText" >> beam.ParDo(_KeepOneFn("exact")).with_outputs("kept", main="decisions")
-        )
-        early = (url.decisions, exact.decisions) | "EarlyCopies" >> beam.Flatten()
+        exact = url.kept | "GroupText" >> beam.GroupByKey() | "KeepOneText" >> beam.ParDo(_KeepOneFn("exact", 4))
+        early = (url.decisions, exact) | "EarlyCopies" >> beam.Flatten()
         near = (
             records["near"]
             | "GroupNearBlocks" >> beam.GroupByKey()
-            | "VerifyPairs" >> beam.FlatMap(lambda block, dropped: block_copies(_members(block[1], dropped, 1)),
-                                            beam.pvalue.AsDict(early))
+            | "VerifyPairs" >> beam.Map(lambda block, dropped: block_copies(_members(block[1], dropped, 1)),
+                                        beam.pvalue.AsDict(early | "EarlyPairs" >> beam.FlatMap(list)))
             | "AllPairs" >> beam.combiners.ToList()
-            | "PickCopies" >> beam.FlatMap(assign_copies)
-            | "NearDecisions" >> beam.Map(lambda t: (t[0], ("near", t[1], t[2])))
+            | "PickCopies" >> beam.Map(lambda pairs: [(copy, ("near", kept, sim))
+                                                      for copy, kept, sim in assign_copies(chain.from_iterable(pairs))])
         )
-        dropped = beam.pvalue.AsDict((early, near) | "Copies" >> beam.Flatten())
-        stories = (
+        dropped = beam.pvalue.AsDict((early, near) | "Copies" >> beam.Flatten() | "CopyPairs" >> beam.FlatMap(list))
+        joined = (
             records["story"]
             | "GroupStoryBlocks" >> beam.GroupByKey()
-            | "StoryLinks" >> beam.FlatMap(lambda block, dropped: block_story_links(_members(block[1], dropped, 0)), dropped)
+            | "StoryLinks" >> beam.Map(lambda block, dropped: (block[0], block_story_links(_members(block[1], dropped, 0))),
+                                       dropped)
             | "AllLinks" >> beam.combiners.ToList()
-            | "FollowLinks" >> beam.FlatMap(lambda links: sorted(resolve_links(links).items()))
-            | "StoryDecisions" >> beam.Map(lambda t: (t[0], ("story", t[1], None)))
+            | "FollowLinks" >> beam.FlatMap(follow_links)
         )
+        stories = joined | "StoryDecisions" >> beam.Map(lambda batch: [(ref, ("story", story, None)) for ref, story in batch[1]])
         near_state = records["near"] | "NearState" >> beam.FlatMap(_near_state, dropped)
-        story_state = records["story"] | "StoryState" >> beam.FlatMap(_story_state, dropped, beam.pvalue.AsDict(stories))
+        story_state = (
+            {"records": records["story"], "stories": joined}
+            | "StoriesByBlock" >> beam.CoGroupByKey()
+            | "StoryState" >> beam.FlatMap(_story_state, dropped)
+        )
         decisions = (early, near, stories) | "AllDecisions" >> beam.Flatten()
         return {"decisions": decisions, "near_state": near_state, "story_state": story_state}
 
 
 class _KeepOneFn(beam.DoFn):
-    def __init__(self, tier: str):
-        self._tier = tier
+    """(shard, batches of light records) -> one list of (copy ref, (tier, kept article_id, 1.0)) by the key at `field`;
+    with `then`, the kept records also, tagged 'kept', in batches per shard of the key at `then` (the next tier's)."""
+
+    def __init__(self, tier: str, field: int, then: int | None = None):
+        self._tier, self._field, self._then = tier, field, then
 
     def process(self, keyed):
-        kept, copies = keep_one(list(keyed[1]))
-        yield beam.pvalue.TaggedOutput("kept", kept)
-        for record in copies:
-            yield record[1], (self._tier, kept[2], 1.0)
-
-
-def _keep_as(part, block: int, rows: list[dict]) -> list[tuple[int, object]]:
-    """A block's state rows as the (block, rows) batch WriteState groups; spilled beside the block's records when
-    those were spilled, so that the runner holds a path and not a million rows."""
-    if not rows:
-        return []
-    return [(block, spill(f"{part}.state", rows) if isinstance(part, str) else rows)]
+        kept, copies = keep_firsts(chain.from_iterable(keyed[1]), self._field)
+        if self._then is not None:
+            for batch in shards(kept, self._then):
+                yield beam.pvalue.TaggedOutput("kept", batch)
+        if copies:
+            yield [(copy[1], (self._tier, first[2], 1.0)) for copy, first in copies]
 
 
 def _near_state(batch, dropped):
@@ -367,16 +400,26 @@ def _near_state(batch, dropped):
     return _keep_as(part, block, rows)
 
 
-def _story_state(batch, dropped, stories):
-    block, part = batch
-    homes, _ = unspill(part)
+def _story_state(keyed, dropped):
+    """(block, {'records': its story batches, 'stories': its [(ref, story id)] lists}) -> the block's state rows."""
+    block, grouped = keyed
+    stories = dict(chain.from_iterable(grouped["stories"]))
     rows = []
-    for ref, doc_id, when, story_id, *features in homes:
-        if story_id is None and ref not in dropped:
-            joined = stories.get(ref)
-            rows.append({"article_id": doc_id, "story_id": joined[1] if joined else doc_id,
-                         "published_at": datetime.fromtimestamp(when, timezone.utc), **unpack_story(features)})
-    return _keep_as(part, block, rows)
+    for part in grouped["records"]:
+        homes, _ = unspill(part)
+        for ref, doc_id, when, story_id, *features in homes:
+            if story_id is None and ref not in dropped:
+                rows.append({"article_id": doc_id, "story_id": stories.get(ref, doc_id),
+                             "published_at": datetime.fromtimestamp(when, timezone.utc), **unpack_story(features)})
+    return _keep_as(grouped["records"][0], block, rows) if grouped["records"] else []
+
+
+def _keep_as(part, block: int, rows: list[dict]) -> list[tuple[int, object]]:
+    """A block's state rows as the (block, rows) batch WriteState groups; spilled beside the block's records when
+    those were spilled, so that the runner holds a path and not a million rows."""
+    if not rows:
+        return []
+    return [(block, spill(f"{part}.state", rows) if isinstance(part, str) else rows)]
 
 
 def decided_rows(doc: dict, decision: tuple | None) -> tuple[dict | None, list[dict]]:
@@ -423,11 +466,11 @@ class Dedup(beam.PTransform):
         stored_story = self._stored_stories | "StoredStory" >> beam.Map(stored_story_record)
         new_story = described | "StoryRecords" >> beam.Map(lambda d: d["records"]["story"])
         decided = {
-            "light": described | "LightRecords" >> beam.Map(lambda d: d["records"]["light"]),
+            "light": described | "LightRecords" >> beam.Map(lambda d: [d["records"]["light"]]),
             "near": (new_near, stored_near) | "AllNear" >> beam.Flatten() | "NearBlocks" >> beam.FlatMap(lambda r: near_blocks([r])),
             "story": (new_story, stored_story) | "AllStory" >> beam.Flatten() | "StoryBlocks" >> beam.FlatMap(lambda r: story_blocks([r])),
         } | "Tiers" >> Decisions()
-        rows = described | "Apply" >> beam.ParDo(_ApplyFn(), beam.pvalue.AsDict(decided["decisions"])).with_outputs(
+        rows = described | "Apply" >> beam.ParDo(_ApplyFn(), beam.pvalue.AsDict(decided["decisions"] | "EachDecision" >> beam.FlatMap(list))).with_outputs(
             "duplicates", main="articles"
         )
         duplicates = (new.duplicates, rows.duplicates) | "AllDuplicates" >> beam.Flatten()
