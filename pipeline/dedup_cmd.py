@@ -15,8 +15,8 @@ the dataset's text.
 from __future__ import annotations
 
 import time
-from itertools import chain
 from datetime import datetime, timezone
+from itertools import chain
 from pathlib import Path
 
 import apache_beam as beam
@@ -85,8 +85,8 @@ def by_chunk(decisions: list[tuple]) -> list[tuple[int, list[tuple[int, tuple]]]
 
 
 class _DescribeChunkFn(beam.DoFn):
-    """A chunk -> its articles' light records (one element each), and its near and story records batched by
-    time block and spilled to files under `spill_dir` ((block, path) elements)."""
+    """A chunk -> its articles' light records (one list), and its near and story records batched by time block
+    and spilled to files under `spill_dir` ((block, path) elements)."""
 
     def __init__(self, spill_dir: str):
         self._spill_dir = spill_dir

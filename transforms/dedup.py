@@ -347,16 +347,17 @@ class Decisions(beam.PTransform):
         )
         exact = url.kept | "GroupText" >> beam.GroupByKey() | "KeepOneText" >> beam.ParDo(_KeepOneFn("exact", 4))
         early = (url.decisions, exact) | "EarlyCopies" >> beam.Flatten()
+        early_pairs = early | "EarlyPairs" >> beam.FlatMap(list)
         near = (
             records["near"]
             | "GroupNearBlocks" >> beam.GroupByKey()
             | "VerifyPairs" >> beam.Map(lambda block, dropped: block_copies(_members(block[1], dropped, 1)),
-                                        beam.pvalue.AsDict(early | "EarlyPairs" >> beam.FlatMap(list)))
+                                        beam.pvalue.AsDict(early_pairs))
             | "AllPairs" >> beam.combiners.ToList()
             | "PickCopies" >> beam.Map(lambda pairs: [(copy, ("near", kept, sim))
                                                       for copy, kept, sim in assign_copies(chain.from_iterable(pairs))])
         )
-        dropped = beam.pvalue.AsDict((early, near) | "Copies" >> beam.Flatten() | "CopyPairs" >> beam.FlatMap(list))
+        dropped = beam.pvalue.AsDict((early_pairs, near | "NearPairs" >> beam.FlatMap(list)) | "Copies" >> beam.Flatten())
         joined = (
             records["story"]
             | "GroupStoryBlocks" >> beam.GroupByKey()
@@ -470,9 +471,8 @@ class Dedup(beam.PTransform):
             "near": (new_near, stored_near) | "AllNear" >> beam.Flatten() | "NearBlocks" >> beam.FlatMap(lambda r: near_blocks([r])),
             "story": (new_story, stored_story) | "AllStory" >> beam.Flatten() | "StoryBlocks" >> beam.FlatMap(lambda r: story_blocks([r])),
         } | "Tiers" >> Decisions()
-        rows = described | "Apply" >> beam.ParDo(_ApplyFn(), beam.pvalue.AsDict(decided["decisions"] | "EachDecision" >> beam.FlatMap(list))).with_outputs(
-            "duplicates", main="articles"
-        )
+        decisions = beam.pvalue.AsDict(decided["decisions"] | "EachDecision" >> beam.FlatMap(list))
+        rows = described | "Apply" >> beam.ParDo(_ApplyFn(), decisions).with_outputs("duplicates", main="articles")
         duplicates = (new.duplicates, rows.duplicates) | "AllDuplicates" >> beam.Flatten()
         return {"articles": rows.articles, "duplicates": duplicates,
                 "near_state": decided["near_state"], "story_state": decided["story_state"]}

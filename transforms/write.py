@@ -222,7 +222,7 @@ def unspill(part):
 class WriteState(beam.PTransform):
     """(key, rows) batches -> one file per key under DIR/_state/NAME; the run's other files there removed.
 
-    A batch may be the path its rows were spilled to (transforms.dedup.spill); it is read here.
+    A batch may be the path its rows were spilled to (`spill`); it is read here.
 
     The near and story tiers key their state by time block, so no worker holds more than a
     block's rows; a rerun of the run id replaces its own files and leaves other runs' alone.
