@@ -8,7 +8,7 @@ from newsbeam.pipeline.config import RunConfig, StoredState
 from newsbeam.transforms.chrome import LEARNED, StripChrome
 from newsbeam.transforms.dedup import Dedup
 from newsbeam.transforms.extract import Extract
-from newsbeam.transforms.feeds import FetchFeeds
+from newsbeam.transforms.feeds import FEED_STATE, FetchFeeds
 from newsbeam.transforms.normalise import Normalise
 from newsbeam.transforms.pages import FetchPages
 from newsbeam.transforms.sources import ReadSources
@@ -23,7 +23,8 @@ def build_pipeline(p: beam.Pipeline, config: RunConfig, stored: StoredState):
     signatures = p | "StoredSignatures" >> beam.Create(stored.signatures)
     stories = p | "StoredStories" >> beam.Create(stored.stories)
 
-    feeds = p | "ReadSources" >> ReadSources(config.feeds)
+    specs = [{**spec, "state": stored.feeds.get(spec["url"])} for spec in config.feeds]
+    feeds = p | "ReadSources" >> ReadSources(specs)
     entries = feeds.feeds | "FetchFeeds" >> FetchFeeds(config.fetch)
     pages = entries.entries | "FetchPages" >> FetchPages(config.fetch, links)
     extracted = pages.pages | "Extract" >> Extract()
@@ -39,6 +40,8 @@ def build_pipeline(p: beam.Pipeline, config: RunConfig, stored: StoredState):
     }
     stripped[LEARNED] | "ChromeBatch" >> beam.Map(lambda row: (0, [row])) | "KeepChromeState" >> WriteState(
         config.out, config.run_id, "chrome")
+    entries[FEED_STATE] | "FeedStates" >> beam.combiners.ToList() | "FeedBatch" >> beam.Map(lambda rows: (0, rows)) | (
+        "KeepFeedState" >> WriteState(config.out, config.run_id, "feeds"))
     deduped["near_state"] | "KeepNearState" >> WriteState(config.out, config.run_id, "near")
     deduped["story_state"] | "KeepStoryState" >> WriteState(config.out, config.run_id, "story")
     return tables | "Write" >> WriteTables(config.out, config.run_id)

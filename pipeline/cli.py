@@ -24,6 +24,32 @@ def _positive(kind):
     return parse
 
 
+def _non_negative(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
+def _non_negative_int(text):
+    value = _non_negative(text)
+    if value != int(value):
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}")
+    return int(value)
+
+
+def _network(text):
+    import ipaddress
+
+    try:
+        return str(ipaddress.ip_network(text, strict=False))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an IP network (CIDR): {text!r}") from None
+
+
 def _version() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -59,8 +85,18 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", metavar="DIR", default=DEFAULT_OUT, help=f"output dataset folder (default: {DEFAULT_OUT})")
     run.add_argument("--run-id", metavar="ID", help="name of this run; re-running an id replaces its files (default: UTC time + random suffix)")
     run.add_argument("--allow-private-network", action="store_true",
-                     help="allow fetching from loopback and private addresses (local mirrors, tests)")
-    run.add_argument("--user-agent", default=DEFAULT_USER_AGENT, help="User-Agent header sent with every request")
+                     help="allow fetching from loopback, private, link-local and reserved addresses (refused by default)")
+    run.add_argument("--allow-network", action="append", default=[], type=_network, metavar="CIDR",
+                     help="allow one private network only, e.g. 10.1.2.0/24 for a local mirror (repeatable)")
+    run.add_argument("--user-agent", default=DEFAULT_USER_AGENT, help="User-Agent header sent with every request "
+                     "and matched against robots.txt")
+    run.add_argument("--ignore-robots", action="store_true", help="fetch article pages that robots.txt disallows")
+    run.add_argument("--per-host", type=_positive(int), default=2, metavar="N", help="requests in flight to one host (default 2)")
+    run.add_argument("--host-delay", type=_non_negative, default=0.5, metavar="S",
+                     help="seconds between request starts to one host (default 0.5; a longer robots.txt Crawl-delay wins)")
+    run.add_argument("--max-connections", type=_positive(int), default=64, metavar="N", help="requests in flight per worker (default 64)")
+    run.add_argument("--retries", type=_non_negative_int, default=3, metavar="N",
+                     help="retries after a timeout, a dropped connection, 429 or 5xx, with exponential backoff (default 3)")
     run.add_argument("--connect-timeout", type=_positive(float), default=10.0, metavar="S", help="seconds to connect (default 10)")
     run.add_argument("--read-timeout", type=_positive(float), default=20.0, metavar="S", help="seconds between bytes (default 20)")
     run.add_argument("--deadline", type=_positive(float), default=60.0, metavar="S", help="seconds for a whole request (default 60)")
@@ -86,7 +122,22 @@ def make_parser() -> argparse.ArgumentParser:
     dedup.add_argument("--out", metavar="DIR", required=True, help="output dataset folder (not DATASET itself)")
     dedup.add_argument("--run-id", metavar="ID", help="name of this run (default: UTC time + random suffix)")
     dedup.add_argument("--verbose", "-v", action="store_true", help="log Beam's and the libraries' INFO messages")
+    feeds = sub.add_parser(
+        "feeds",
+        help="show the health of the feeds a dataset polls",
+        description="For each feed that runs into DIR have polled: its last outcome, consecutive failures, "
+        "last success, when it may be polled again, and whether it is polled conditionally.",
+    )
+    feeds.add_argument("dataset", metavar="DIR", help="a newsbeam output folder")
+    feeds.add_argument("--failing", action="store_true", help="only feeds whose last poll failed")
+    feeds.add_argument("--json", action="store_true", help="one JSON object per feed instead of a table")
     return parser
+
+
+def _feeds(args) -> int:
+    from newsbeam.pipeline.feeds_cmd import show_feeds
+
+    return show_feeds(args.dataset, failing=args.failing, as_json=args.json)
 
 
 def _extract(args) -> int:
@@ -137,6 +188,12 @@ def _run(args, beam_args) -> int:
             max_bytes=args.max_bytes,
             user_agent=args.user_agent,
             allow_private_network=args.allow_private_network,
+            allowed_networks=tuple(args.allow_network),
+            obey_robots=not args.ignore_robots,
+            per_host=args.per_host,
+            host_delay=args.host_delay,
+            max_connections=args.max_connections,
+            retries=args.retries,
         ),
         sample=sample,
     )
@@ -179,10 +236,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command in ("run", "dedup") and not verbose and not any(a.startswith("--default_sdk_harness_log_level") for a in rest):
         rest.append("--default_sdk_harness_log_level=ERROR")  # quiet multi_processing workers too
-    if args.command == "extract" and rest:
+    if args.command in ("extract", "feeds") and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
-        commands = {"extract": lambda: _extract(args), "run": lambda: _run(args, rest), "dedup": lambda: _dedup(args, rest)}
+        commands = {"extract": lambda: _extract(args), "feeds": lambda: _feeds(args), "run": lambda: _run(args, rest), "dedup": lambda: _dedup(args, rest)}
         return commands[args.command]()
     except (UsageError, SourcesError, RunnerError) as exc:
         print(f"newsbeam: error: {exc}", file=sys.stderr)

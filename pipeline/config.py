@@ -40,6 +40,7 @@ class StoredState:
     chrome: dict = field(default_factory=dict)
     signatures: list = field(default_factory=list)  # near-state rows of articles within the lookback
     stories: list = field(default_factory=list)  # story-state rows of articles within the story gap
+    feeds: dict = field(default_factory=dict)  # feed URL -> its newest feed-state row
 
 
 def sample_feeds_location() -> str:

@@ -13,14 +13,15 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from newsbeam.pipeline.build import build_pipeline
 from newsbeam.pipeline.config import RunConfig, StoredState
-from newsbeam.pipeline.manifest import beam_metrics, link_accounting, summary_line, write_manifest, written_tables
+from newsbeam.pipeline.manifest import beam_metrics, feed_health, link_accounting, summary_line, write_manifest, written_tables
 from newsbeam.pipeline.progress import ProgressReporter
 from newsbeam.pipeline.runner import is_local, make_runner
 from newsbeam.transforms.dedup import NEAR_LOOKBACK, stored_keys
+from newsbeam.transforms.feed_state import latest_states
 from newsbeam.transforms.stories import MAX_STORY_GAP
 from newsbeam.transforms.metrics import PROGRESS_DIR_ENV
 from newsbeam.transforms.chrome import chrome_from_rows
-from newsbeam.transforms.write import read_key_columns, read_state
+from newsbeam.transforms.write import read_key_columns, read_run_state, read_state
 
 
 def load_stored_state(out: str, run_id: str) -> StoredState:
@@ -32,7 +33,8 @@ def load_stored_state(out: str, run_id: str) -> StoredState:
     now = datetime.now(timezone.utc)
     return StoredState(links=links, hashes=hashes, chrome=chrome_from_rows(read_state(out, "chrome", run_id)),
                        signatures=read_state(out, "near", run_id, since=now - NEAR_LOOKBACK),
-                       stories=read_state(out, "story", run_id, since=now - MAX_STORY_GAP))
+                       stories=read_state(out, "story", run_id, since=now - MAX_STORY_GAP),
+                       feeds=latest_states(read_state(out, "feeds", run_id)))
 
 
 def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: bool = False) -> dict:
@@ -58,6 +60,7 @@ def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: boo
 
     counts, stage_timings = beam_metrics(result)
     tables = written_tables(config.out, config.run_id)
+    health = feed_health(read_run_state(config.out, "feeds", config.run_id))
     manifest = {
         "status": "complete",
         "started_at": started_at.isoformat(),
@@ -70,8 +73,10 @@ def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: boo
             "beam": options.get_all_options(drop_default=True, retain_unknown_options=True),
         },
         "feeds": len(config.feeds),
+        "feed_health": health,
         "stored_before": {"links": len(stored.links), "texts": len(stored.hashes), "chrome_sources": len(stored.chrome),
-                          "near_signatures": len(stored.signatures), "stories": len(stored.stories)},
+                          "near_signatures": len(stored.signatures), "stories": len(stored.stories),
+                          "feed_states": len(stored.feeds)},
         "counts": counts,
         "links": link_accounting(counts, tables),
         "tables": tables,

@@ -74,13 +74,39 @@ def write_manifest(out: str, run_id: str, payload: dict) -> str:
     return path
 
 
+def feed_health(rows: list[dict]) -> dict:
+    """The feeds' health after a run, from the feed-state rows it wrote: counts by outcome, the feeds
+    backing off and the feeds whose validators are not trusted."""
+    by_status: dict = {}
+    for row in rows:
+        by_status[row["last_status"]] = by_status.get(row["last_status"], 0) + 1
+    failing = sorted((r for r in rows if r["consecutive_failures"]), key=lambda r: (-r["consecutive_failures"], r["feed_url"]))
+    return {
+        "by_status": dict(sorted(by_status.items())),
+        "failing": [
+            {"feed_url": r["feed_url"], "consecutive_failures": r["consecutive_failures"], "last_error": r["last_error"],
+             "last_success_at": _iso(r["last_success_at"]), "next_poll_at": _iso(r["next_poll_at"])}
+            for r in failing
+        ],
+        "unconditional": [{"feed_url": r["feed_url"], "why": r["conditional_note"]} for r in rows if not r["conditional"]],
+    }
+
+
+def _iso(value):
+    return value.isoformat() if value is not None else None
+
+
 def summary_line(manifest: dict) -> str:
     counts, links = manifest["counts"], manifest["links"]
     feeds_ok = counts.get("feeds_fetched", 0)
     feeds_failed = counts.get("feeds_failed", 0) + counts.get("feeds_invalid", 0)
+    unchanged = counts.get("feeds_not_modified", 0) + counts.get("feeds_unchanged", 0)
+    waiting = counts.get("feeds_skipped", 0)
     return (
         f"run {manifest['run_id']} {manifest['status']} in {manifest['timings']['total_seconds']:.1f} s: "
-        f"{feeds_ok} feeds read ({feeds_failed} failed), {links['discovered']} links -> "
+        f"{feeds_ok} feeds read ({unchanged} unchanged, {feeds_failed} failed"
+        + (f", {waiting} backing off" if waiting else "")
+        + f"), {links['discovered']} links -> "
         f"{links['articles']} articles, {links['duplicates']} duplicates, {links['errors']} errors, "
         f"{links['already_stored']} already stored"
     )

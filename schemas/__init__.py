@@ -3,6 +3,7 @@
 from newsbeam.schemas.tables import (
     ARTICLES,
     CHROME_STATE,
+    FEEDS_STATE,
     NEAR_STATE,
     STORY_STATE,
     DUPLICATES,
@@ -17,6 +18,7 @@ from newsbeam.schemas.tables import (
 __all__ = [
     "ARTICLES",
     "CHROME_STATE",
+    "FEEDS_STATE",
     "NEAR_STATE",
     "STORY_STATE",
     "DUPLICATES",

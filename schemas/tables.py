@@ -120,7 +120,33 @@ STORY_STATE = pa.schema(
     ],
     metadata={"newsbeam.table": "_state/story", "newsbeam.schema_version": str(SCHEMA_VERSION)},
 )
-STATE: dict[str, pa.Schema] = {"chrome": CHROME_STATE, "near": NEAR_STATE, "story": STORY_STATE}
+# feeds: per feed and run, what conditional GET and feed health need next time (transforms/feed_state.py);
+# the newest row per feed_url is the feed's state.
+FEEDS_STATE = pa.schema(
+    [
+        pa.field("feed_url", pa.string(), nullable=False),
+        pa.field("checked_at", _UTC, nullable=False),
+        pa.field("last_status", pa.string(), nullable=False),  # ok | not_modified | unchanged | failed | skipped
+        pa.field("consecutive_failures", pa.int32(), nullable=False),
+        pa.field("last_success_at", _UTC),
+        pa.field("next_poll_at", _UTC),  # set while backing off after failures
+        pa.field("last_error", pa.string()),
+        pa.field("last_http_status", pa.int32()),
+        pa.field("etag", pa.string()),
+        pa.field("last_modified", pa.string()),
+        pa.field("body_sha256", pa.string()),
+        pa.field("full_fetch_at", _UTC),  # last response with a body
+        pa.field("last_not_modified_at", _UTC),  # last 304 since then
+        pa.field("conditional", pa.bool_(), nullable=False),  # false once the server's validators were caught lying
+        pa.field("conditional_note", pa.string()),
+        pa.field("discovered_url", pa.string()),  # the feed found on a homepage listed as the source
+        pa.field("entries", pa.int32()),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("schema_version", pa.int16(), nullable=False),
+    ],
+    metadata={"newsbeam.table": "_state/feeds", "newsbeam.schema_version": str(SCHEMA_VERSION)},
+)
+STATE: dict[str, pa.Schema] = {"chrome": CHROME_STATE, "near": NEAR_STATE, "story": STORY_STATE, "feeds": FEEDS_STATE}
 
 
 def error_row(

@@ -15,7 +15,8 @@ from newsbeam.transforms.sources import read_sources
 from newsweb import article_page, body_paragraphs, rss
 from test_cli import newsbeam
 
-FAST = FetchSettings(connect_timeout=2, read_timeout=2, deadline=5, allow_private_network=True)
+FAST = FetchSettings(connect_timeout=2, read_timeout=2, deadline=5, allow_private_network=True,
+                     retries=1, backoff=0.05, host_delay=0)
 
 
 def crawl(web, folder, name, pages):

@@ -244,10 +244,6 @@ def test_valid_feed_without_items_gives_no_entries():
     assert (entries, warnings) == ([], [])
 
 
-@pytest.mark.xfail(
-    reason="known gap, for the fetching issue: feedparser 6.0 has no JSON Feed parser",
-    strict=True,
-)
 def test_json_feed_is_parsed():
     body = (
         '{"version": "https://jsonfeed.org/version/1.1", "title": "JSON Wire", '

@@ -3,17 +3,28 @@
 from __future__ import annotations
 
 import socket
+import struct
 import time
 import tracemalloc
+import zlib
 
 import pytest
 
 from conftest import Route
-from newsbeam.transforms.http import FetchError, FetchSettings, HttpClient
+from newsbeam.transforms.http import (
+    AddressRefused,
+    FetchError,
+    FetchSettings,
+    HttpClient,
+    address_guard,
+    decode_html,
+    parse_retry_after,
+)
 
 MB = 1024 * 1024
 # Loopback is a private address; these tests opt in the way a local mirror would.
-FAST = FetchSettings(connect_timeout=1.0, read_timeout=0.5, deadline=2.0, max_bytes=MB, max_redirects=3, allow_private_network=True)
+FAST = FetchSettings(connect_timeout=1.0, read_timeout=0.5, deadline=2.0, max_bytes=MB, max_redirects=3, allow_private_network=True,
+                     retries=0, host_delay=0)
 
 
 @pytest.fixture
@@ -297,3 +308,233 @@ def test_file_over_the_cap(client, tmp_path):
     path = tmp_path / "huge.xml"
     path.write_bytes(b"x" * (MB + 1))
     assert fetch_error(client, path.as_uri()).error == "too_large"
+
+
+# Retries
+
+
+def flaky(failures: list[tuple[int, dict]], body=b"finally"):
+    """A route handler that answers with each (status, headers) of `failures` in turn, then 200 `body`."""
+    calls = []
+
+    def handler(request):
+        calls.append(request.path)
+        status, headers = failures[len(calls) - 1] if len(calls) <= len(failures) else (200, {})
+        payload = body if status == 200 else b"try later"
+        request.send_response(status)
+        for name, value in {**headers, "Content-Length": str(len(payload))}.items():
+            request.send_header(name, value)
+        request.end_headers()
+        request.wfile.write(payload)
+
+    handler.calls = calls
+    return handler
+
+
+def retrying_client(sleeps, **settings):
+    return HttpClient(FetchSettings(**{**FAST.__dict__, "retries": 3, "backoff": 0.4, **settings}), sleep=sleeps.append)
+
+
+def test_503_then_success_is_retried_with_growing_backoff(web):
+    handler = flaky([(503, {}), (503, {})])
+    web.routes["/retry/503"] = Route(handler=handler)
+    sleeps = []
+    response = retrying_client(sleeps).get(web.url("/retry/503"))
+    assert (response.body, response.attempts, len(handler.calls)) == (b"finally", 3, 3)
+    # jittered: between half and all of 0.4 s, then of 0.8 s
+    assert 0.2 <= sleeps[0] <= 0.4 and 0.4 <= sleeps[1] <= 0.8
+
+
+def test_429_waits_as_long_as_retry_after_says(web):
+    handler = flaky([(429, {"Retry-After": "7"})])
+    web.routes["/retry/429"] = Route(handler=handler)
+    sleeps = []
+    assert retrying_client(sleeps).get(web.url("/retry/429")).body == b"finally"
+    assert sleeps == [7.0]
+
+
+def test_retry_after_beyond_the_bound_gives_up_at_once(web):
+    handler = flaky([(429, {"Retry-After": "3600"})])
+    web.routes["/retry/toolong"] = Route(handler=handler)
+    sleeps = []
+    error = fetch_error(retrying_client(sleeps, max_retry_after=60), web.url("/retry/toolong"))
+    assert (error.http_status, error.attempts, sleeps, len(handler.calls)) == (429, 1, [], 1)
+    assert "Retry-After 3600 s is longer than the 60 s bound" in error.message
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 410])
+def test_other_4xx_are_never_retried(web, status):
+    handler = flaky([(status, {})] * 5)
+    web.routes[f"/retry/{status}"] = Route(handler=handler)
+    sleeps = []
+    error = fetch_error(retrying_client(sleeps), web.url(f"/retry/{status}"))
+    assert (error.http_status, len(handler.calls), sleeps) == (status, 1, [])
+
+
+def test_persistent_5xx_gives_up_after_the_retries(web):
+    handler = flaky([(502, {})] * 10)
+    web.routes["/retry/502"] = Route(handler=handler)
+    sleeps = []
+    error = fetch_error(retrying_client(sleeps, retries=2), web.url("/retry/502"))
+    assert (error.http_status, error.attempts, len(handler.calls), len(sleeps)) == (502, 3, 3, 2)
+
+
+def reset_then(body: bytes, resets: int):
+    """A handler that drops the first `resets` connections (RST, no response), then answers."""
+    calls = []
+
+    def handler(request):
+        calls.append(1)
+        if len(calls) <= resets:
+            request.close_connection = True
+            request.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            request.connection.close()
+            return
+        request.send_response(200)
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
+
+    handler.calls = calls
+    return handler
+
+
+def test_connection_reset_is_retried(web):
+    handler = reset_then(b"after reset", resets=1)
+    web.routes["/retry/reset"] = Route(handler=handler)
+    sleeps = []
+    response = retrying_client(sleeps).get(web.url("/retry/reset"))
+    assert (response.body, len(handler.calls), len(sleeps)) == (b"after reset", 2, 1)
+
+
+def test_timeout_is_retried(web):
+    url = web.add("/retry/slow", "late", delay=FAST.read_timeout + 0.3)
+    sleeps = []
+    error = fetch_error(retrying_client(sleeps, retries=1), url)
+    assert (error.error, error.attempts, len(sleeps)) == ("timeout", 2, 1)
+    assert web.requests.count("/retry/slow") == 2
+
+
+@pytest.mark.parametrize("value, expected", [("120", 120.0), ("0", 0.0), ("soon", None), ("", None), (None, None)])
+def test_parse_retry_after_seconds(value, expected):
+    assert parse_retry_after(value) == expected
+
+
+def test_parse_retry_after_http_date():
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now=1445412480.0) == 30.0  # 07:28:00 + 30 s
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now=1445412600.0) == 0.0  # already past
+
+
+# Address guard (SSRF)
+
+
+def guarded_client(**settings):
+    return HttpClient(FetchSettings(**{**FAST.__dict__, "allow_private_network": False, **settings}))
+
+
+def test_allowed_network_lets_one_private_range_through(web):
+    url = web.add("/guard/mirror", "mirror")
+    assert guarded_client(allowed_networks=("127.0.0.1/32",)).get(url).body == b"mirror"
+
+
+def test_redirect_to_the_metadata_address_is_refused_before_connecting(web):
+    url = web.add("/guard/to-metadata", "", status=302, headers={"Location": "http://169.254.169.254/latest/meta-data/"})
+    error = fetch_error(guarded_client(allowed_networks=("127.0.0.1/32",)), url)
+    assert error.error == "private_address" and "169.254.169.254" in error.message
+    assert error.url == url
+
+
+def test_redirect_to_another_loopback_address_is_refused(web):
+    target = web.url("/guard/target").replace("127.0.0.1", "127.0.0.2")
+    url = web.add("/guard/to-loopback", "", status=302, headers={"Location": target})
+    error = fetch_error(guarded_client(allowed_networks=("127.0.0.1/32",)), url)
+    assert error.error == "private_address" and "127.0.0.2" in error.message
+    assert "/guard/target" not in web.requests
+
+
+@pytest.mark.parametrize("address", ["10.1.2.3", "192.168.0.1", "224.0.0.1", "0.0.0.0", "100.64.0.1", "::1", "fe80::1", "::ffff:127.0.0.1"])
+def test_guard_refuses_non_public_addresses(address):
+    check = address_guard(FetchSettings())
+    with pytest.raises(AddressRefused):
+        check("host.example", address)
+
+
+def test_guard_lets_public_addresses_through():
+    check = address_guard(FetchSettings())
+    for address in ("93.184.216.34", "2606:2800:220:1:248:1893:25c8:1946"):
+        check("host.example", address)
+    assert address_guard(FetchSettings(allow_private_network=True)) is None
+
+
+# Conditional requests
+
+
+def conditional(etag: str, body: bytes):
+    def handler(request):
+        if request.headers.get("If-None-Match") == etag:
+            request.send_response(304)
+            request.send_header("ETag", etag)
+            request.end_headers()
+            return
+        request.send_response(200)
+        request.send_header("ETag", etag)
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
+
+    return handler
+
+
+def test_conditional_request_gets_304_with_an_empty_body(web, client):
+    web.routes["/cond/feed"] = Route(handler=conditional('"v1"', b"<rss/>"))
+    first = client.get(web.url("/cond/feed"))
+    assert (first.status, first.headers["etag"], first.not_modified) == (200, '"v1"', False)
+    again = client.get(web.url("/cond/feed"), validators={"etag": first.headers["etag"]})
+    assert (again.status, again.body, again.not_modified) == (304, b"", True)
+
+
+def test_304_to_an_unconditional_request_is_an_error(web, client):
+    url = web.add("/cond/bogus", "", status=304)
+    assert fetch_error(client, url).error == "http_status"
+
+
+# Content encodings and charsets
+
+
+def test_deflate_body_is_decoded_with_or_without_zlib_header(web, client):
+    raw = zlib.compressobj(wbits=-zlib.MAX_WBITS)
+    url_raw = web.add("/enc/raw", raw.compress(b"raw deflate") + raw.flush(), headers={"Content-Encoding": "deflate"})
+    url_zlib = web.add("/enc/zlib", zlib.compress(b"zlib deflate"), headers={"Content-Encoding": "deflate"})
+    assert client.get(url_raw).body == b"raw deflate"
+    assert client.get(url_zlib).body == b"zlib deflate"
+
+
+def test_unknown_content_encoding_is_an_error(web, client):
+    url = web.add("/enc/br", b"\x00\x01", headers={"Content-Encoding": "br"})
+    assert fetch_error(client, url).error == "unsupported_encoding"
+
+
+def test_corrupt_gzip_is_a_decode_error(web, client):
+    url = web.add("/enc/corrupt", b"\x1f\x8b\x08\x00garbage-not-gzip", headers={"Content-Encoding": "gzip"})
+    assert fetch_error(client, url).error == "decode_error"
+
+
+@pytest.mark.parametrize(
+    "body, content_type, text, encoding",
+    [
+        ("<p>café</p>".encode("cp1252"), "text/html; charset=windows-1252", "<p>café</p>", "cp1252"),
+        ('<meta charset="iso-8859-1"><p>café</p>'.encode("latin-1"), "text/html", '<meta charset="iso-8859-1"><p>café</p>', "cp1252"),
+        ("<p>naïve</p>".encode("utf-8"), "text/html; charset=no-such-codec", "<p>naïve</p>", "utf-8"),
+        (b"\xef\xbb\xbf<p>bom</p>", "text/html; charset=latin-1", "<p>bom</p>", "utf-8"),
+        ("<p>Größe</p>".encode("utf-8") + b"\xff", "text/html; charset=utf-8", "<p>Größe</p>\ufffd", "utf-8"),
+    ],
+    ids=["header", "meta", "bad-label-detected", "bom-wins", "invalid-utf8-replaced"],
+)
+def test_decode_html_picks_the_charset(body, content_type, text, encoding):
+    assert decode_html(body, content_type) == (text, encoding)
+
+
+def test_decode_html_detects_a_legacy_encoding_without_any_label():
+    body = ("<p>Die Straße über den Fluß wird wegen Bauarbeiten für drei Wochen gesperrt, sagte der Bürgermeister.</p>" * 3).encode("cp1252")
+    text, encoding = decode_html(body)
+    assert "Straße über den Fluß" in text and encoding != "utf-8"

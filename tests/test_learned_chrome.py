@@ -48,7 +48,8 @@ def test_state_rows_round_trip():
     assert line_key(PROMO) in restored.boilerplate()
 
 
-FAST = FetchSettings(read_timeout=2, deadline=5, allow_private_network=True)
+FAST = FetchSettings(read_timeout=2, deadline=5, allow_private_network=True,
+                     retries=1, backoff=0.05, host_delay=0)
 
 
 def run(web, tmp_path, pages, run_id):

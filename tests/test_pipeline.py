@@ -14,7 +14,8 @@ from newsbeam.transforms.http import FetchSettings
 from newsbeam.transforms.sources import read_sources
 from newsweb import build_news_web
 
-FAST = FetchSettings(connect_timeout=2, read_timeout=1.0, deadline=2.5, allow_private_network=True)
+FAST = FetchSettings(connect_timeout=2, read_timeout=1.0, deadline=2.5, allow_private_network=True,
+                     retries=1, backoff=0.05, host_delay=0)
 
 
 def run(feeds_file: Path, out: Path, run_id: str, beam_args=None) -> dict:
@@ -113,15 +114,19 @@ def test_duckdb_and_polars_read_the_dataset(first_run):
     assert frame.height == n and "date" in frame.columns
 
 
-def test_second_run_adds_no_articles(first_run, tmp_path):
+def test_second_run_finds_the_feeds_unchanged_and_the_failed_ones_backing_off(first_run, tmp_path):
     news, out, first = first_run
     before = read(out, "articles")
     second = run(news.feeds_file, out, "second")
     after = read(out, "articles")
     assert len(after) == len(before)
-    assert second["links"]["articles"] == 0 and second["links"]["duplicates"] == 0
-    assert second["links"]["already_stored"] == first["links"]["articles"] + first["links"]["duplicates"]
-    assert second["links"]["balanced"]
+    # The test server sends no validators, so the unchanged feeds are recognised by their body hash.
+    assert second["counts"]["feeds_unchanged"] == first["counts"]["feeds_fetched"] == 2
+    assert second["counts"]["feeds_skipped"] == len(news.feed_errors)  # failed 15 minutes ago: not yet again
+    assert second["links"]["discovered"] == 0 and second["links"]["balanced"]
+    failing = {f["feed_url"]: f for f in second["feed_health"]["failing"]}
+    assert set(failing) == set(news.feed_errors)
+    assert all(f["consecutive_failures"] == 1 and f["next_poll_at"] for f in failing.values())
 
 
 def test_rerunning_a_run_id_replaces_its_files(module_web, tmp_path):

@@ -22,7 +22,8 @@ from newsbeam.transforms.sources import read_sources
 from newsweb import article_page, rss
 from test_seed_pages import SEEDS, body_paragraphs
 
-FAST = FetchSettings(connect_timeout=2, read_timeout=2, deadline=5, allow_private_network=True)
+FAST = FetchSettings(connect_timeout=2, read_timeout=2, deadline=5, allow_private_network=True,
+                     retries=1, backoff=0.05, host_delay=0)
 
 
 def test_copies_of_the_seeds_in_other_chrome_collapse_and_the_seeds_stay_apart(web, tmp_path):

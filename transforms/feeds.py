@@ -1,27 +1,67 @@
-"""FetchFeeds stage: fetch each feed, parse it with feedparser, emit one entry per item.
+"""FetchFeeds stage: poll each feed, parse it, emit one entry per item; keep each feed's state.
 
-An entry is a dict: link (absolute), feed_url, source, title, summary, content (HTML from
-the feed, if any), authors, published_at (UTC), language. A feed that cannot be fetched
-or is not a feed is an error row; a malformed (`bozo`) feed that still has entries is a
-warning and its entries go on.
+Formats: RSS, Atom and RDF (feedparser), JSON Feed, and news sitemaps (`news:publication_date`),
+sitemap indexes included; a homepage listed as a source is searched for its feed
+(`<link rel="alternate">`). An entry is a dict: link (absolute), feed_url, source, title,
+summary, content (HTML from the feed, if any), authors, published_at (UTC), language. A feed
+that cannot be fetched or is not a feed is an error row; a malformed (`bozo`) feed that still
+has entries is a warning and its entries go on.
+
+Polls are conditional and health is tracked per feed (transforms/feed_state.py); every feed's
+new state goes to the `feed_state` output, kept in DIR/_state/feeds for the next run.
 """
 
 from __future__ import annotations
 
 import calendar
+import email.utils
+import json
+import re
 import time
 from datetime import datetime, timezone
+from html import escape
 from urllib.parse import urljoin, urlsplit
 
 import apache_beam as beam
 import feedparser
+import lxml.etree
+import lxml.html
 
 from newsbeam.schemas import error_row
+from newsbeam.transforms import feed_state
 from newsbeam.transforms.errors import ERRORS, fail_entries, internal_error
-from newsbeam.transforms.http import FetchError, FetchSettings, HttpClient
+from newsbeam.transforms.http import FetchError, FetchSettings
 from newsbeam.transforms.metrics import count, observe_ms
+from newsbeam.transforms.pages import host_of
+from newsbeam.transforms.pool import PooledFetchFn
 
-FEED_ACCEPT = "application/rss+xml, application/atom+xml, application/rdf+xml, application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5"
+FEED_ACCEPT = ("application/rss+xml, application/atom+xml, application/rdf+xml, application/feed+json, "
+               "application/xml;q=0.9, text/xml;q=0.9, */*;q=0.5")
+FEED_STATE = "feed_state"
+MAX_SITEMAPS = 20  # child sitemaps read from one sitemap index
+FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/rdf+xml", "application/feed+json", "application/json")
+NEWS_NS = "http://www.google.com/schemas/sitemap-news/0.9"
+_XML = lxml.etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, recover=True)
+
+
+def _date_with_foreign_weekday(text: str):
+    """RFC 822 dates whose weekday is not in English ("mer, 16 nov 2022 00:38:15 +0100"): the weekday is dropped.
+
+    Registered with feedparser, which otherwise rejects the whole date.
+    """
+    match = re.match(r"\s*[^\W\d_]{2,12}\.?,\s*(\d.+)$", text or "")
+    if not match:
+        return None
+    try:
+        parsed = email.utils.parsedate_to_datetime(match.group(1))
+    except (TypeError, ValueError, IndexError):
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc).timetuple()
+
+
+feedparser.registerDateHandler(_date_with_foreign_weekday)
 
 
 class FeedError(Exception):
@@ -31,6 +71,17 @@ class FeedError(Exception):
         self.message = message
 
 
+def sniff(body: bytes) -> str:
+    """'json', 'urlset', 'sitemapindex' or 'xml' (anything else feedparser may read)."""
+    head = body[:2048].lstrip(b"\xef\xbb\xbf \t\r\n")
+    if head.startswith((b"{", b"[")):
+        return "json"
+    root = re.search(rb"<(?![?!])([A-Za-z_][\w.-]*:)?([A-Za-z_][\w.-]*)", head)
+    if root and root.group(2).lower() in (b"urlset", b"sitemapindex"):
+        return root.group(2).decode().lower()
+    return "xml"
+
+
 def parse_feed(
     body: bytes, feed_url: str, spec: dict, content_type: str = "", base_url: str | None = None
 ) -> tuple[list[dict], list[str]]:
@@ -38,21 +89,189 @@ def parse_feed(
 
     Relative links resolve against `base_url`, where the feed was found after redirects (default `feed_url`).
     """
+    base_url = base_url or feed_url
+    kind = sniff(body)
+    if kind == "json":
+        entries = parse_json_feed(body, feed_url, spec, base_url)
+    elif kind == "urlset":
+        entries = parse_news_sitemap(body, feed_url, spec, base_url)
+    elif kind == "sitemapindex":
+        raise FeedError("sitemap_index", "a sitemap index; its sitemaps are read one by one")
+    else:
+        return _parse_syndication(body, feed_url, spec, content_type, base_url)
+    return (entries[: spec["max_entries"]] if spec.get("max_entries") else entries), []
+
+
+def _parse_syndication(body, feed_url, spec, content_type, base_url):
     headers = {"content-type": content_type} if content_type else {}
     parsed = feedparser.parse(body, response_headers=headers, sanitize_html=True, resolve_relative_uris=False)
     problem = parsed.get("bozo_exception")
     if not parsed.entries:
         if not parsed.get("version"):
             detail = f": {problem}" if problem else ""
-            raise FeedError("not_a_feed", f"not an RSS, Atom or RDF feed{detail}")
+            raise FeedError("not_a_feed", f"not an RSS, Atom, RDF or JSON feed, nor a news sitemap{detail}")
         if problem:
             raise FeedError("malformed_feed", f"malformed feed with no readable entries: {problem}")
     warnings = [f"malformed feed, entries kept: {problem}"] if problem and parsed.entries else []
     feed = parsed.feed
-    source = spec.get("name") or feed.get("title") or urlsplit(feed_url).hostname or feed_url
+    source = _source(spec, feed.get("title"), feed_url)
     language = spec.get("language") or feed.get("language")
     items = parsed.entries[: spec["max_entries"]] if spec.get("max_entries") else parsed.entries
-    return [_entry(item, feed_url, base_url or feed_url, source, language) for item in items], warnings
+    return [_entry(item, feed_url, base_url, source, language) for item in items], warnings
+
+
+def _source(spec: dict, title: str | None, feed_url: str) -> str:
+    return spec.get("name") or title or urlsplit(feed_url).hostname or feed_url
+
+
+def parse_json_feed(body: bytes, feed_url: str, spec: dict, base_url: str) -> list[dict]:
+    """Entries of a JSON Feed (https://jsonfeed.org, versions 1 and 1.1)."""
+    try:
+        data = json.loads(body.decode("utf-8-sig", errors="replace"))
+    except ValueError as exc:
+        raise FeedError("malformed_feed", f"JSON that cannot be parsed: {exc}") from None
+    if not isinstance(data, dict) or not str(data.get("version", "")).startswith("https://jsonfeed.org/version/"):
+        raise FeedError("not_a_feed", "JSON, but not a JSON Feed (no jsonfeed.org version)")
+    items = data.get("items")
+    if not isinstance(items, list):
+        raise FeedError("malformed_feed", "JSON Feed without an items list")
+    source = _source(spec, data.get("title") if isinstance(data.get("title"), str) else None, feed_url)
+    language = spec.get("language") or data.get("language")
+    feed_authors = _json_authors(data)
+    entries = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        link = item.get("url") or item.get("external_url")
+        if not link and str(item.get("id", "")).startswith(("http://", "https://")):
+            link = item["id"]
+        content = item.get("content_html")
+        if not content and isinstance(item.get("content_text"), str):
+            content = "".join(f"<p>{escape(p)}</p>" for p in item["content_text"].split("\n\n") if p.strip())
+        entries.append({
+            "link": urljoin(base_url, link.strip()) if isinstance(link, str) and link.strip() else None,
+            "feed_url": feed_url,
+            "source": source,
+            "title": _text(item.get("title")),
+            "summary": _text(item.get("summary")),
+            "content": content if isinstance(content, str) else None,
+            "authors": _json_authors(item) or feed_authors,
+            "published_at": iso_to_utc(item.get("date_published")) or iso_to_utc(item.get("date_modified")),
+            "language": item.get("language") if isinstance(item.get("language"), str) else language,
+        })
+    return entries
+
+
+def _json_authors(obj: dict) -> list[str]:
+    found = obj.get("authors") if isinstance(obj.get("authors"), list) else [obj.get("author")]
+    return [a["name"] for a in found if isinstance(a, dict) and isinstance(a.get("name"), str) and a["name"].strip()]
+
+
+def _text(value):
+    return value if isinstance(value, str) else None
+
+
+def iso_to_utc(value) -> datetime | None:
+    """A tz-aware UTC datetime from an ISO 8601 / W3C datetime string (a date alone is midnight UTC)."""
+    if not isinstance(value, str) or not value.strip():
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("z", "Z"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def _xml_root(body: bytes):
+    try:
+        root = lxml.etree.fromstring(body, parser=_XML)
+    except lxml.etree.XMLSyntaxError as exc:
+        raise FeedError("malformed_feed", f"sitemap is not well-formed XML: {exc}") from None
+    if root is None:
+        raise FeedError("malformed_feed", "sitemap is empty or not XML")
+    return root
+
+
+def _local(tag) -> str:
+    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
+
+
+def _child_text(node, name: str, ns: str | None = None) -> str | None:
+    for child in node:
+        if _local(child.tag) == name and (ns is None or child.tag.startswith("{" + ns)):
+            return (child.text or "").strip() or None
+    return None
+
+
+def parse_news_sitemap(body: bytes, feed_url: str, spec: dict, base_url: str) -> list[dict]:
+    """Entries of a Google News sitemap: each <url> with a <news:news> (title, publication date, name, language)."""
+    root = _xml_root(body)
+    entries = []
+    for url in root:
+        if _local(url.tag) != "url":
+            continue
+        news = next((c for c in url if _local(c.tag) == "news" and c.tag.startswith("{" + NEWS_NS)), None)
+        loc = _child_text(url, "loc")
+        if news is None or not loc:
+            continue
+        publication = next((c for c in news if _local(c.tag) == "publication"), None)
+        name = _child_text(publication, "name") if publication is not None else None
+        language = _child_text(publication, "language") if publication is not None else None
+        entries.append({
+            "link": urljoin(base_url, loc),
+            "feed_url": feed_url,
+            "source": _source(spec, name, feed_url),
+            "title": _child_text(news, "title"),
+            "summary": None,
+            "content": None,
+            "authors": [],
+            "published_at": iso_to_utc(_child_text(news, "publication_date")),
+            "language": spec.get("language") or language,
+        })
+    if not entries and not any(_local(u.tag) == "url" for u in root):
+        raise FeedError("not_a_feed", "a sitemap without any <url>")
+    if not entries:
+        raise FeedError("not_a_news_sitemap", "a sitemap without <news:news> entries; newsbeam reads news sitemaps only")
+    return entries
+
+
+def sitemap_children(body: bytes, base_url: str) -> list[str]:
+    """The sitemap URLs a sitemap index lists, at most MAX_SITEMAPS, newest first when they say when."""
+    root = _xml_root(body)
+    found = []
+    for node in root:
+        if _local(node.tag) == "sitemap" and _child_text(node, "loc"):
+            found.append((_child_text(node, "lastmod") or "", urljoin(base_url, _child_text(node, "loc"))))
+    found.sort(key=lambda pair: pair[0], reverse=True)
+    return [url for _, url in found[:MAX_SITEMAPS]]
+
+
+def looks_like_page(response) -> bool:
+    """An HTML page (a homepage to search for its feed) rather than a feed."""
+    if response.mime_type not in ("text/html", "application/xhtml+xml"):
+        return False
+    head = response.body[:4096].lstrip().lower()
+    return head.startswith((b"<!doctype html", b"<html")) or b"<head" in head
+
+
+def discover_feeds(html: bytes, base_url: str) -> list[str]:
+    """Feed URLs a page announces with <link rel="alternate" type="application/rss+xml" href=...>, in page order."""
+    try:
+        root = lxml.html.fromstring(html)
+    except (lxml.etree.ParserError, ValueError):
+        return []
+    found = []
+    for link in root.iter("link"):
+        rel = (link.get("rel") or "").lower().split()
+        kind = (link.get("type") or "").split(";")[0].strip().lower()
+        href = (link.get("href") or "").strip()
+        if "alternate" in rel and kind in FEED_TYPES and href:
+            url = urljoin(base_url, href)
+            if url not in found:
+                found.append(url)
+    return found
 
 
 def _entry(item, feed_url: str, base_url: str, source: str, language: str | None) -> dict:
@@ -73,7 +292,8 @@ def _entry(item, feed_url: str, base_url: str, source: str, language: str | None
         "summary": item.get("summary"),
         "content": content,
         "authors": authors,
-        "published_at": _struct_to_utc(item.get("published_parsed") or item.get("updated_parsed")),
+        # dict.get: FeedParserDict.get("updated_parsed") falls back to published with a DeprecationWarning
+        "published_at": _struct_to_utc(dict.get(item, "published_parsed") or dict.get(item, "updated_parsed")),
         "language": item.get("language") or language,
     }
 
@@ -89,52 +309,126 @@ def _struct_to_utc(value) -> datetime | None:
 
 
 class FetchFeeds(beam.PTransform):
-    """Feed specs -> entries; feeds that fail go to the `errors` output."""
+    """Feed specs (each with its stored `state`, if any) -> entries; failures to `errors`, new states to `feed_state`.
 
-    def __init__(self, settings: FetchSettings):
+    Feeds are grouped by host before polling, so one host's feeds share one worker's politeness gate.
+    """
+
+    def __init__(self, settings: FetchSettings, now: datetime | None = None):
         super().__init__()
         self._settings = settings
+        self._now = now
 
     def expand(self, specs):
         return (
             specs
-            | "SpreadFeeds" >> beam.Reshuffle()
-            | "FetchAndParse" >> beam.ParDo(_FetchFeedFn(self._settings)).with_outputs(ERRORS, main="entries")
+            | "KeyByHost" >> beam.Map(lambda spec: (host_of(spec["url"]), spec))
+            | "GroupByHost" >> beam.GroupByKey()
+            | "PollFeeds" >> beam.ParDo(_PollFeedsFn(self._settings, self._now)).with_outputs(ERRORS, FEED_STATE, main="entries")
         )
 
 
-class _FetchFeedFn(beam.DoFn):
-    def __init__(self, settings: FetchSettings):
-        self._settings = settings
-        self._client = None
+class _PollFeedsFn(PooledFetchFn):
+    def __init__(self, settings: FetchSettings, now: datetime | None):
+        super().__init__(settings)
+        self._fixed_now = now
 
-    def setup(self):
-        self._client = HttpClient(self._settings)
+    def requests(self, element):
+        host, specs = element
+        for spec in specs:
+            yield host, spec
 
-    def teardown(self):
-        if self._client:
-            self._client.close()
-
-    def process(self, spec):
-        url = spec["url"]
+    def fetch(self, spec):
+        """(outcome, new state, entries, warnings, seconds or error details); runs in a pool thread."""
+        now = self._fixed_now or datetime.now(timezone.utc)
+        state = spec.get("state")
         started = time.perf_counter()
+        skip, validators = feed_state.poll_plan(state, now)
+        if skip:
+            return feed_state.SKIPPED, feed_state.carried(state, now), [], [], skip
         try:
-            response = self._client.get(url, accept=FEED_ACCEPT)
-            entries, warnings = parse_feed(response.body, url, spec, response.content_type, base_url=response.final_url)
-            observe_ms("fetch_feed_ms", started)
-        except FetchError as exc:
-            count("feeds_failed")
-            yield _feed_error("fetch_feed", exc.error, exc.message, url, exc.http_status)
-            return
-        except FeedError as exc:
-            count("feeds_failed")
-            yield _feed_error("parse_feed", exc.error, exc.message, url, None)
-            return
+            response, found_at = self._fetch_document(spec["url"], (state or {}).get("discovered_url"), validators)
+            body, entries, warnings = response.body, None, []
+            if not response.not_modified and sniff(body) == "sitemapindex":
+                entries, warnings, body = self._read_index(spec, response)
+            outcome, new = feed_state.after_success(state, spec["url"], now, status=response.status,
+                                                    headers=response.headers, body=body)
+            new["discovered_url"] = found_at if found_at != spec["url"] else None
+            if entries is not None:  # an index may stay the same while its sitemaps change: the hash covers them
+                new.update(conditional=False, conditional_note="sitemap index: its sitemaps are compared by hash")
+            if outcome in (feed_state.NOT_MODIFIED, feed_state.UNCHANGED):
+                return outcome, new, [], [], time.perf_counter() - started
+            if entries is None:
+                entries, warnings = parse_feed(body, spec["url"], spec, response.content_type, base_url=response.final_url)
+            new["entries"] = len(entries)
+            return outcome, new, entries, warnings, time.perf_counter() - started
+        except (FetchError, FeedError) as exc:
+            stage = "fetch_feed" if isinstance(exc, FetchError) else "parse_feed"
+            error = (stage, exc.error, exc.message, getattr(exc, "http_status", None), getattr(exc, "attempts", 1))
+            new = feed_state.after_failure(state, spec["url"], now, error=exc.error, message=exc.message,
+                                           http_status=error[3], retry_after=getattr(exc, "retry_after", None))
+            return feed_state.FAILED, new, [], [], error
         except Exception as exc:  # a bug or a library failure must not end the run
-            count("feeds_failed")
-            yield _feed_error("parse_feed", "internal_error", internal_error(exc), url, None)
+            new = feed_state.after_failure(state, spec["url"], now, error="internal_error", message=internal_error(exc))
+            return feed_state.FAILED, new, [], [], ("parse_feed", "internal_error", internal_error(exc), None, 1)
+
+    def _fetch_document(self, url: str, known_feed: str | None, validators: dict | None):
+        """The feed's response and where the feed is: the URL itself, or the feed its homepage announces.
+
+        A feed found on a homepage before is polled directly; when it is gone, the homepage is read again.
+        """
+        if known_feed:
+            try:
+                return self._client.get(known_feed, accept=FEED_ACCEPT, validators=validators), known_feed
+            except FetchError as exc:
+                if exc.http_status not in (404, 410):
+                    raise
+            validators = None
+        response = self._client.get(url, accept=FEED_ACCEPT, validators=None if known_feed else validators)
+        if response.not_modified or not looks_like_page(response):
+            return response, url
+        candidates = discover_feeds(response.body, response.final_url)
+        if not candidates:
+            raise FeedError("not_a_feed", 'an HTML page that announces no feed (no <link rel="alternate" type="application/rss+xml">)')
+        return self._client.get(candidates[0], accept=FEED_ACCEPT), candidates[0]
+
+    def _read_index(self, spec: dict, response):
+        """(entries, warnings, index and sitemap bodies) of a sitemap index, its newest sitemaps read."""
+        entries, warnings, bodies = [], [], [response.body]
+        for child in sitemap_children(response.body, response.final_url):
+            try:
+                part = self._client.get(child, accept=FEED_ACCEPT)
+                found, said = parse_feed(part.body, spec["url"], {**spec, "max_entries": None}, part.content_type,
+                                         base_url=part.final_url)
+            except (FetchError, FeedError) as exc:
+                warnings.append(f"sitemap {child} skipped: {exc.message}")
+                continue
+            bodies.append(part.body)
+            entries.extend(found)
+            warnings.extend(said)
+        if not entries and warnings:
+            raise FeedError("sitemap_index", "; ".join(warnings)[:1000])
+        return (entries[: spec["max_entries"]] if spec.get("max_entries") else entries), warnings, b"\0".join(bodies)
+
+    def emit(self, spec, outcome):
+        url = spec["url"]
+        if isinstance(outcome, Exception):  # fetch() itself failed: a bug
+            yield _feed_error("fetch_feed", "internal_error", internal_error(outcome), url, None)
             return
-        count("feeds_fetched")
+        result, new, entries, warnings, detail = outcome
+        yield beam.pvalue.TaggedOutput(FEED_STATE, new)
+        count(f"feeds_{result}")
+        if result != feed_state.FAILED and result != feed_state.SKIPPED:
+            count("feeds_fetched")
+        if result == feed_state.SKIPPED:
+            return
+        if result == feed_state.FAILED:
+            stage, error, message, status, attempts = detail
+            if attempts > 1:
+                count("fetch_retries", attempts - 1)
+            yield _feed_error(stage, error, message, url, status)
+            return
+        observe_ms("fetch_feed_ms", seconds=detail)
         if warnings:
             count("feeds_malformed_kept")
         for entry in entries:

@@ -67,6 +67,8 @@ def read_progress(folder: str) -> Counter:
     return total
 
 
-def observe_ms(name: str, started: float) -> None:
-    """Record the milliseconds since `started` (time.perf_counter()) in the distribution `name`."""
-    Metrics.distribution(NAMESPACE, name).update(int((time.perf_counter() - started) * 1000))
+def observe_ms(name: str, started: float | None = None, seconds: float | None = None) -> None:
+    """Record in the distribution `name` the milliseconds since `started` (time.perf_counter()), or `seconds`."""
+    if seconds is None:
+        seconds = time.perf_counter() - started
+    Metrics.distribution(NAMESPACE, name).update(int(seconds * 1000))

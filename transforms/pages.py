@@ -14,9 +14,11 @@ from urllib.parse import urlsplit
 import apache_beam as beam
 
 from newsbeam.transforms.errors import ERRORS, fail_entries, internal_error
-from newsbeam.transforms.http import FetchError, FetchSettings, HttpClient
+from newsbeam.transforms.http import FetchError, FetchSettings, decode_html
 from newsbeam.transforms.metrics import count, observe_ms
 from newsbeam.transforms.normalise import canonical_url
+from newsbeam.transforms.politeness import RobotsRules
+from newsbeam.transforms.pool import PooledFetchFn
 
 PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
 HTML_TYPES = {"text/html", "application/xhtml+xml", "application/xml", "text/xml", "text/plain", ""}
@@ -45,8 +47,16 @@ def looks_like_html(mime_type: str, body: bytes) -> bool:
     return True
 
 
+def host_of(url: str) -> str:
+    """What the politeness gate keys on: the URL's host (file URLs share one key)."""
+    return (urlsplit(url).hostname or "").lower()
+
+
 class FetchPages(beam.PTransform):
-    """Entries -> pages (one per distinct link, with every entry that named it, primary first); failures to `errors`."""
+    """Entries -> pages (one per distinct link, with every entry that named it, primary first); failures to `errors`.
+
+    Links are grouped by host before fetching, so each host is fetched by one worker, politely.
+    """
 
     def __init__(self, settings: FetchSettings, stored_links):
         super().__init__()
@@ -58,7 +68,9 @@ class FetchPages(beam.PTransform):
             entries
             | "KeyByLink" >> beam.ParDo(_KeyNewLinksFn(), stored=self._stored_links)
             | "GroupByLink" >> beam.GroupByKey()
-            | "Fetch" >> beam.ParDo(_FetchPageFn(self._settings)).with_outputs(ERRORS, main="pages")
+            | "KeyByHost" >> beam.Map(lambda keyed: (host_of(keyed[0]), (keyed[0], list(keyed[1]))))
+            | "GroupByHost" >> beam.GroupByKey()
+            | "Fetch" >> beam.ParDo(_FetchPagesFn(self._settings)).with_outputs(ERRORS, main="pages")
         )
 
 
@@ -71,28 +83,31 @@ class _KeyNewLinksFn(beam.DoFn):
         yield key, entry
 
 
-class _FetchPageFn(beam.DoFn):
-    def __init__(self, settings: FetchSettings):
-        self._settings = settings
-        self._client = None
+class _FetchPagesFn(PooledFetchFn):
+    """(host, [(link key, entries)]) -> one page per link, fetched side by side with other hosts' links."""
 
     def setup(self):
-        self._client = HttpClient(self._settings)
+        super().setup()
+        self._robots = RobotsRules(lambda url: self._client.get(url, accept="text/plain, */*;q=0.5"),
+                                   self._settings.user_agent, self._client.gate) if self._settings.obey_robots else None
 
-    def teardown(self):
-        if self._client:
-            self._client.close()
+    def requests(self, element):
+        host, links = element
+        for key, entries in links:
+            yield host, (key, sorted(entries, key=lambda e: (e["link"] != key, e["feed_url"], e["link"])))
 
-    def process(self, keyed):
-        key, entries = keyed
-        entries = sorted(entries, key=lambda e: (e["link"] != key, e["feed_url"], e["link"]))
+    def fetch(self, item):
+        """The fetched page or the FetchError that stopped it; runs in a pool thread."""
+        key, entries = item
         primary = entries[0]
-        count("links_unique")
         started = time.perf_counter()
         try:
             why = refusal(primary)
             if why:
                 raise FetchError("refused", why, url=primary["link"])
+            forbidden = self._robots.check(primary["link"]) if self._robots else None
+            if forbidden:
+                raise FetchError("robots_disallowed", forbidden, url=primary["link"])
             response = self._client.get(primary["link"], accept=PAGE_ACCEPT)
             if not looks_like_html(response.mime_type, response.body):
                 raise FetchError(
@@ -101,22 +116,36 @@ class _FetchPageFn(beam.DoFn):
                     response.status,
                     primary["link"],
                 )
-        except FetchError as exc:
+            text, _ = decode_html(response.body, response.content_type)
+        except Exception as exc:
+            return exc, time.perf_counter() - started
+        return (response, text), time.perf_counter() - started
+
+    def emit(self, item, outcome):
+        key, entries = item
+        count("links_unique")
+        result, seconds = outcome if isinstance(outcome, tuple) else (outcome, 0.0)
+        if isinstance(result, Exception):
             count("pages_failed")
-            yield from fail_entries(entries, "fetch_page", exc.error, exc.message, exc.http_status)
+            attempts = getattr(result, "attempts", 1)
+            if attempts > 1:
+                count("fetch_retries", attempts - 1)
+            if isinstance(result, FetchError):
+                yield from fail_entries(entries, "fetch_page", result.error, result.message, result.http_status)
+            else:  # never let one page end the run
+                yield from fail_entries(entries, "fetch_page", "internal_error", internal_error(result))
             return
-        except Exception as exc:  # never let one page end the run
-            count("pages_failed")
-            yield from fail_entries(entries, "fetch_page", "internal_error", internal_error(exc))
-            return
+        response, text = result
+        if response.attempts > 1:
+            count("fetch_retries", response.attempts - 1)
         count("pages_fetched")
-        observe_ms("fetch_page_ms", started)
+        observe_ms("fetch_page_ms", seconds=seconds)
         yield {
             "link_key": key,
             "entries": entries,
-            "url": primary["link"],
+            "url": entries[0]["link"],
             "final_url": response.final_url,
-            "html": response.body,
+            "html": text,
             "http_status": response.status,
             "fetched_at": response.fetched_at,
         }

@@ -198,6 +198,17 @@ def read_state(out: str, name: str, exclude_run_id: str, since=None) -> list[dic
     return _earlier_rows(state_dir(out, name), columns, exclude_run_id, since=since, schema=STATE[name])
 
 
+def read_run_state(out: str, name: str, run_id: str) -> list[dict]:
+    """The state rows one run wrote (for its manifest)."""
+    import pyarrow.dataset as ds
+
+    folder = state_dir(out, name)
+    if not FileSystems.exists(folder):
+        return []
+    dataset = ds.dataset(folder, format="parquet", schema=STATE[name])
+    return dataset.to_table(filter=ds.field("run_id") == run_id).to_pylist() if dataset.files else []
+
+
 def spill(path: str, part):
     """Write a batch (records of a block, state rows) to a file (any Beam FileSystem) and return its path, to
     group instead.

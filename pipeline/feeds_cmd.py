@@ -1,0 +1,47 @@
+"""`newsbeam feeds DIR`: each feed's health, from the state runs keep in DIR/_state/feeds."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from apache_beam.io.filesystems import FileSystems
+
+from newsbeam.pipeline.config import UsageError
+from newsbeam.transforms.feed_state import latest_states
+from newsbeam.transforms.write import read_state, state_dir
+
+COLUMNS = ("feed_url", "last_status", "consecutive_failures", "last_success_at", "next_poll_at", "conditional", "last_error")
+
+
+def feed_rows(out: str) -> list[dict]:
+    """The newest state of every feed polled into `out`, failing feeds first."""
+    rows = latest_states(read_state(out, "feeds", exclude_run_id=""))
+    return sorted(rows.values(), key=lambda r: (-r["consecutive_failures"], r["feed_url"]))
+
+
+def show_feeds(out: str, failing: bool = False, as_json: bool = False, stream=sys.stdout) -> int:
+    if "://" not in out:
+        out = os.path.abspath(os.path.expanduser(out))
+    if not FileSystems.exists(state_dir(out, "feeds")):
+        raise UsageError(f"no feed state in {out}: not a newsbeam output folder, or no run has polled feeds into it yet")
+    rows = [r for r in feed_rows(out) if r["consecutive_failures"] or not failing]
+    if as_json:
+        for row in rows:
+            print(json.dumps({k: _cell(v) for k, v in row.items()}, ensure_ascii=False), file=stream)
+        return 0
+    table = [COLUMNS] + [tuple(_cell(row[c]) for c in COLUMNS) for row in rows]
+    widths = [min(60, max(len(str(line[i])) for line in table)) for i in range(len(COLUMNS) - 1)]
+    for line in table:
+        cells = [str(v)[:w].ljust(w) for v, w in zip(line, widths)]
+        print("  ".join(cells + [str(line[-1] or "")]).rstrip(), file=stream)
+    bad = sum(1 for r in rows if r["consecutive_failures"])
+    print(f"{len(rows)} feeds, {bad} failing", file=stream)
+    return 0
+
+
+def _cell(value):
+    if hasattr(value, "isoformat"):
+        return value.isoformat(timespec="seconds")
+    return "" if value is None else value

@@ -1,0 +1,131 @@
+"""Per-host politeness shared by every fetch in a worker process: a cap and a delay per host, robots.txt.
+
+HostGate holds at most `per_host` requests in flight to one host and spaces their starts by
+at least `delay` seconds (or the host's robots.txt Crawl-delay, up to a bound). The fetch
+stages group their work by host before fetching, so one host's requests reach one worker and
+the gate holds across every feed of that host, on one machine or many.
+
+RobotsRules fetches a host's robots.txt once per worker process and answers whether a URL may
+be fetched, following RFC 9309: a robots.txt that is missing (4xx) allows everything, one
+that cannot be reached (5xx, network errors, after retries) disallows everything for the run.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.robotparser
+from contextlib import contextmanager
+from urllib.parse import urlsplit
+
+MAX_CRAWL_DELAY = 30.0  # a robots.txt asking for more is obeyed up to this
+
+
+class HostGate:
+    def __init__(self, per_host: int, delay: float, clock=time.monotonic, sleep=time.sleep):
+        self.per_host, self.delay = per_host, delay
+        self._clock, self._sleep = clock, sleep
+        self._lock = threading.Lock()
+        self._hosts: dict[str, list] = {}  # host -> [semaphore, next allowed start, delay]
+
+    def _host(self, host: str) -> list:
+        with self._lock:
+            if host not in self._hosts:
+                self._hosts[host] = [threading.BoundedSemaphore(self.per_host), 0.0, self.delay]
+            return self._hosts[host]
+
+    def set_delay(self, host: str, seconds: float) -> None:
+        """A longer delay for one host (robots.txt Crawl-delay), never shorter than the configured one."""
+        state = self._host(host)
+        with self._lock:
+            state[2] = max(self.delay, min(seconds, MAX_CRAWL_DELAY))
+
+    @contextmanager
+    def slot(self, host: str):
+        """Held for one request to `host`: waits for a free slot and for the host's next allowed start."""
+        state = self._host(host)
+        state[0].acquire()
+        try:
+            with self._lock:
+                now = self._clock()
+                start = max(now, state[1])
+                state[1] = start + state[2]
+            if start > now:
+                self._sleep(start - now)
+            yield
+        finally:
+            state[0].release()
+
+
+_GATES: dict[tuple, HostGate] = {}
+_GATES_LOCK = threading.Lock()
+
+
+def shared_gate(per_host: int, delay: float) -> HostGate:
+    """The worker process's gate for these settings, shared by every DoFn instance that fetches."""
+    with _GATES_LOCK:
+        return _GATES.setdefault((per_host, delay), HostGate(per_host, delay))
+
+
+def robots_url(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/robots.txt"
+
+
+class RobotsRules:
+    """robots.txt per scheme+host, fetched with `fetch(url) -> Response` (raising FetchError) once per process."""
+
+    def __init__(self, fetch, user_agent: str, gate: HostGate | None = None):
+        self._fetch = fetch
+        self._agent = user_agent
+        self._gate = gate
+        self._lock = threading.Lock()
+        self._rules: dict[str, object] = {}  # robots URL -> parser, or an Event while being fetched
+
+    def check(self, url: str) -> str | None:
+        """None when `url` may be fetched, else the reason it may not."""
+        if urlsplit(url).scheme.lower() not in ("http", "https"):
+            return None
+        rules = self._rules_for(robots_url(url))
+        if isinstance(rules, str):
+            return rules
+        if not rules.can_fetch(self._agent, url):
+            return f"disallowed by {robots_url(url)} for user agent {self._agent.split('/')[0]!r}"
+        return None
+
+    def _rules_for(self, location: str):
+        with self._lock:
+            rules = self._rules.get(location)
+            if rules is None:
+                self._rules[location] = pending = threading.Event()
+        if rules is None:
+            try:
+                rules = self._load(location)
+            finally:
+                with self._lock:
+                    self._rules[location] = rules if rules is not None else "robots.txt could not be read"
+                pending.set()
+            return rules
+        if isinstance(rules, threading.Event):
+            rules.wait()
+            return self._rules[location]
+        return rules
+
+    def _load(self, location: str):
+        from newsbeam.transforms.http import FetchError  # http imports nothing from here; keep it that way
+
+        parser = urllib.robotparser.RobotFileParser(location)
+        try:
+            response = self._fetch(location)
+        except FetchError as exc:
+            status = exc.http_status or 0
+            if 400 <= status < 500 and status != 429:
+                parser.allow_all = True  # no robots.txt: everything allowed
+                return parser
+            return f"robots.txt unavailable ({exc.message}); RFC 9309 says to assume everything disallowed"
+        text = response.body[:512 * 1024].decode("utf-8", errors="replace")
+        parser.parse(text.splitlines())
+        delay = parser.crawl_delay(self._agent)
+        if delay and self._gate is not None:
+            self._gate.set_delay(urlsplit(location).hostname or "", float(delay))
+        return parser
