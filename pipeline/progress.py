@@ -14,7 +14,7 @@ from newsbeam.transforms.metrics import read_progress
 def progress_line(tally, feeds_total: int, elapsed: float) -> str:
     if not tally:
         return f"[{elapsed:6.1f}s] starting the pipeline"
-    feeds_done = tally["feeds_fetched"] + tally["feeds_failed"]
+    feeds_done = tally["feeds_fetched"] + tally["feeds_failed"] + tally["feeds_skipped"]
     errors = tally["feeds_failed"] + tally["entry_errors"]
     return (
         f"[{elapsed:6.1f}s] feeds {feeds_done}/{feeds_total} · links {tally['entries_discovered']} · "
