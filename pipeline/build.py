@@ -27,7 +27,8 @@ def build_pipeline(p: beam.Pipeline, config: RunConfig, stored: StoredState):
     feeds = p | "ReadSources" >> ReadSources(specs)
     entries = feeds.feeds | "FetchFeeds" >> FetchFeeds(config.fetch)
     pages = entries.entries | "FetchPages" >> FetchPages(config.fetch, links)
-    extracted = pages.pages | "Extract" >> Extract()
+    # Fetching is grouped by host (politeness); extraction is spread over the workers again.
+    extracted = pages.pages | "SpreadPages" >> beam.Reshuffle() | "Extract" >> Extract()
     stripped = extracted.documents | "StripChrome" >> StripChrome(chrome)
     normalised = stripped.documents | "Normalise" >> Normalise()
     deduped = normalised.documents | "Dedup" >> Dedup(links, hashes, signatures, stories)

@@ -239,6 +239,11 @@ def test_truncated_rss_without_entries_is_a_feed_error():
     assert info.value.error == "malformed_feed"
 
 
+def test_empty_feed_with_an_html_entity_is_empty_with_a_warning_not_an_error():
+    entries, warnings = parse("<rss version='2.0'><channel><title>Caf&eacute; news</title></channel></rss>")
+    assert entries == [] and len(warnings) == 1 and "undefined entity" in warnings[0]
+
+
 def test_valid_feed_without_items_gives_no_entries():
     entries, warnings = parse("<rss version='2.0'><channel><title>Quiet day</title></channel></rss>")
     assert (entries, warnings) == ([], [])

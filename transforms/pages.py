@@ -48,14 +48,16 @@ def looks_like_html(mime_type: str, body: bytes) -> bool:
 
 
 def host_of(url: str) -> str:
-    """What the politeness gate keys on: the URL's host (file URLs share one key)."""
-    return (urlsplit(url).hostname or "").lower()
+    """What fetching is grouped by: the URL's host; a local file is its own group (no host to spare)."""
+    parts = urlsplit(url)
+    return url if parts.scheme.lower() == "file" else (parts.hostname or "").lower()
 
 
 class FetchPages(beam.PTransform):
     """Entries -> pages (one per distinct link, with every entry that named it, primary first); failures to `errors`.
 
-    Links are grouped by host before fetching, so each host is fetched by one worker, politely.
+    Links are grouped by host before fetching, so each host is fetched by one worker, politely;
+    the pages are spread over the workers again afterwards, for extraction.
     """
 
     def __init__(self, settings: FetchSettings, stored_links):
@@ -72,6 +74,7 @@ class FetchPages(beam.PTransform):
             | "GroupByHost" >> beam.GroupByKey()
             | "Fetch" >> beam.ParDo(_FetchPagesFn(self._settings)).with_outputs(ERRORS, main="pages")
         )
+
 
 
 class _KeyNewLinksFn(beam.DoFn):
