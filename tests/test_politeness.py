@@ -104,6 +104,7 @@ def test_dispatcher_keeps_one_hosts_backlog_out_of_the_pool():
         b = pool.submit("b.example", lambda: "b")
         assert b.result(timeout=5) == "b"  # not stuck behind a's ten
         assert running["a"] == 2 and sum(f.done() for f in a_futures) == 0
+        assert pool.queued() == 8  # waiting for a's share, not in a pool thread
         release.set()
         assert [f.result(timeout=5) for f in a_futures] == ["a"] * 10
         assert running["most_a"] == 2

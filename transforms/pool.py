@@ -70,6 +70,11 @@ class Dispatcher:
                 return
         self._start(host, *task)
 
+    def queued(self) -> int:
+        """Tasks waiting for their host's share (not yet running)."""
+        with self._lock:
+            return sum(len(queue) for queue in self._waiting.values())
+
     def shutdown(self) -> None:
         with self._lock:
             for queue in self._waiting.values():
@@ -83,7 +88,7 @@ class PooledFetchFn(beam.DoFn):
     """Base of the fetch DoFns: subclasses say what to fetch (`requests`), how (`fetch`, in a pool thread,
     no metrics, returns a value and never raises), and what comes out (`emit`, on the runner's thread)."""
 
-    max_pending = 512  # results held before process() waits for some to be emitted
+    max_pending = 512  # requests started or finished but not emitted, before process() waits to emit some
 
     def __init__(self, settings: FetchSettings):
         self._settings = settings
@@ -118,7 +123,8 @@ class PooledFetchFn(beam.DoFn):
     def process(self, element, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam):
         for host, item in self.requests(element):
             self._pending[self._pool.submit(host, self.fetch, item)] = (item, timestamp, window)
-            if len(self._pending) >= self.max_pending:
+            # Only tasks started or finished hold responses; those queued behind a host's share hold nothing new.
+            if len(self._pending) - self._pool.queued() >= self.max_pending:
                 yield from self._emit_done(block=True)
         yield from self._emit_done(block=False)
 
