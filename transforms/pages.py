@@ -68,9 +68,7 @@ class FetchPages(beam.PTransform):
     def expand(self, entries):
         return (
             entries
-            | "KeyByLink" >> beam.ParDo(_KeyNewLinksFn(), stored=self._stored_links)
-            | "GroupByLink" >> beam.GroupByKey()
-            | "KeyByHost" >> beam.Map(lambda keyed: (host_of(keyed[0]), (keyed[0], list(keyed[1]))))
+            | "KeyByHost" >> beam.ParDo(_KeyNewLinksFn(), stored=self._stored_links)
             | "GroupByHost" >> beam.GroupByKey()
             | "Fetch" >> beam.ParDo(_FetchPagesFn(self._settings)).with_outputs(ERRORS, main="pages")
         )
@@ -78,16 +76,18 @@ class FetchPages(beam.PTransform):
 
 
 class _KeyNewLinksFn(beam.DoFn):
+    """entry -> (host, (link key, entry)), links stored by earlier runs dropped."""
+
     def process(self, entry, stored):
         key = link_key(entry)
         if key in stored:
             count("links_already_stored")
             return
-        yield key, entry
+        yield host_of(key), (key, entry)
 
 
 class _FetchPagesFn(PooledFetchFn):
-    """(host, [(link key, entries)]) -> one page per link, fetched side by side with other hosts' links."""
+    """(host, [(link key, entry)]) -> one page per distinct link, fetched side by side with other hosts' links."""
 
     def setup(self):
         super().setup()
@@ -95,8 +95,11 @@ class _FetchPagesFn(PooledFetchFn):
                                    self._settings.user_agent, self._client.gate) if self._settings.obey_robots else None
 
     def requests(self, element):
-        host, links = element
-        for key, entries in links:
+        host, keyed = element
+        links: dict[str, list] = {}
+        for key, entry in keyed:
+            links.setdefault(key, []).append(entry)
+        for key, entries in links.items():
             yield host, (key, sorted(entries, key=lambda e: (e["link"] != key, e["feed_url"], e["link"])))
 
     def fetch(self, item):
