@@ -10,9 +10,10 @@ serves any path with a small HTML article page (tests/newsweb.py's `article_page
 TCP_NODELAY, as real servers do: http.server writes the headers and the body separately, and
 with Nagle's algorithm every response would wait about 40 ms for the client's delayed ACK.
 
-The pipeline is `beam.Create(entries, reshuffle=False) | FetchPages(settings, AsDict(empty))`
-(Create's default Reshuffle would add a shuffle before the stage that a real run, fed by
-FetchFeeds, does not have), run in this process with `make_runner(PipelineOptions([]))`
+The pipeline is `beam.Create(indices, reshuffle=False) | Map(index -> entry) | FetchPages(settings,
+AsDict(empty))` (entries are made inside the pipeline, as a real run's come out of FetchFeeds:
+Create over the dicts would infer a type from each, and its default Reshuffle would add a
+shuffle of its own), run in this process with `make_runner(PipelineOptions([]))`
 (Beam's in-process FnApiRunner), with `FetchSettings(allow_private_network=True,
 per_host=--per-host, host_delay=0, max_connections=--max-connections, retries=0,
 connect_timeout=5, read_timeout=5, deadline=10)`.
