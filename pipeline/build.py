@@ -5,6 +5,7 @@ from __future__ import annotations
 import apache_beam as beam
 
 from newsbeam.pipeline.config import RunConfig, StoredState
+from newsbeam.pipeline.runner import single_process
 from newsbeam.transforms.chrome import LEARNED, StripChrome
 from newsbeam.transforms.dedup import Dedup
 from newsbeam.transforms.extract import Extract
@@ -27,8 +28,10 @@ def build_pipeline(p: beam.Pipeline, config: RunConfig, stored: StoredState):
     feeds = p | "ReadSources" >> ReadSources(specs)
     entries = feeds.feeds | "FetchFeeds" >> FetchFeeds(config.fetch)
     pages = entries.entries | "FetchPages" >> FetchPages(config.fetch, links)
-    # Fetching is grouped by host (politeness); extraction is spread over the workers again.
-    extracted = pages.pages | "SpreadPages" >> beam.Reshuffle() | "Extract" >> Extract()
+    fetched = pages.pages
+    if not single_process(p.options):  # fetching is grouped by host; extraction is spread over the workers again
+        fetched = fetched | "SpreadPages" >> beam.Reshuffle()
+    extracted = fetched | "Extract" >> Extract()
     stripped = extracted.documents | "StripChrome" >> StripChrome(chrome)
     normalised = stripped.documents | "Normalise" >> Normalise()
     deduped = normalised.documents | "Dedup" >> Dedup(links, hashes, signatures, stories)

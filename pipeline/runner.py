@@ -21,6 +21,12 @@ def is_local(options: PipelineOptions) -> bool:
     return options.view_as(StandardOptions).runner in LOCAL_RUNNERS
 
 
+def single_process(options: PipelineOptions) -> bool:
+    """A local run in this one process (the default), where spreading work over workers only costs."""
+    direct = options.view_as(DirectOptions)
+    return is_local(options) and direct.direct_running_mode in (None, "in_memory")
+
+
 def check_runner_options(options: PipelineOptions) -> None:
     if is_local(options) and options.view_as(DirectOptions).direct_running_mode == "multi_threading":
         raise RunnerError(
