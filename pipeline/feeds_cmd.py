@@ -12,7 +12,8 @@ from newsbeam.pipeline.config import UsageError
 from newsbeam.transforms.feed_state import latest_states
 from newsbeam.transforms.write import read_state, state_dir
 
-COLUMNS = ("feed_url", "last_status", "consecutive_failures", "last_success_at", "next_poll_at", "conditional", "last_error")
+COLUMNS = ("last_status", "consecutive_failures", "last_success_at", "next_poll_at", "conditional", "feed_url")
+HEADERS = ("status", "failures", "last success", "next poll", "conditional", "feed")
 
 
 def feed_rows(out: str) -> list[dict]:
@@ -31,11 +32,12 @@ def show_feeds(out: str, failing: bool = False, as_json: bool = False, stream=sy
         for row in rows:
             print(json.dumps({k: _cell(v) for k, v in row.items()}, ensure_ascii=False), file=stream)
         return 0
-    table = [COLUMNS] + [tuple(_cell(row[c]) for c in COLUMNS) for row in rows]
-    widths = [min(60, max(len(str(line[i])) for line in table)) for i in range(len(COLUMNS) - 1)]
-    for line in table:
-        cells = [str(v)[:w].ljust(w) for v, w in zip(line, widths)]
-        print("  ".join(cells + [str(line[-1] or "")]).rstrip(), file=stream)
+    table = [HEADERS] + [tuple(str(_cell(row[c])) for c in COLUMNS) for row in rows]
+    widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS) - 1)]
+    for line, row in zip(table, [None] + rows):
+        print("  ".join([v.ljust(w) for v, w in zip(line, widths)] + [line[-1]]), file=stream)
+        if row is not None and row["last_error"] and row["consecutive_failures"]:
+            print(f"    last error: {row['last_error']}", file=stream)
     bad = sum(1 for r in rows if r["consecutive_failures"])
     print(f"{len(rows)} feeds, {bad} failing", file=stream)
     return 0

@@ -148,9 +148,10 @@ def test_feeds_command_shows_health(web, tmp_path, capsys):
     run(feeds_file, tmp_path / "data", "health")
     assert main(["feeds", str(tmp_path / "data")]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].split()[:3] == ["feed_url", "last_status", "consecutive_failures"]
-    assert lines[1].startswith(bad) and "failed" in lines[1] and "HTTP 404" in lines[1]  # failing feeds first
-    assert lines[2].startswith(good) and " ok " in lines[2]
+    assert lines[0].split()[:2] == ["status", "failures"] and lines[0].endswith("feed")
+    assert lines[1].startswith("failed") and lines[1].endswith(bad)  # failing feeds first, URLs whole
+    assert lines[2].strip() == "last error: http_status: HTTP 404"
+    assert lines[3].startswith("ok") and lines[3].endswith(good)
     assert lines[-1] == "2 feeds, 1 failing"
     assert main(["feeds", str(tmp_path / "data"), "--failing", "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
