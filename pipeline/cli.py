@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import logging
 import sys
 
@@ -101,6 +103,8 @@ def make_parser() -> argparse.ArgumentParser:
     run.add_argument("--read-timeout", type=_positive(float), default=20.0, metavar="S", help="seconds between bytes (default 20)")
     run.add_argument("--deadline", type=_positive(float), default=60.0, metavar="S", help="seconds for a whole request (default 60)")
     run.add_argument("--max-bytes", type=_positive(int), default=10 * 1024 * 1024, metavar="N", help="largest body fetched, in bytes (default 10 MiB)")
+    run.add_argument("--wait", action="store_true", help="with a remote runner (--runner DataflowRunner): wait for the job "
+                     "to finish and write the full manifest (default: submit it and return)")
     run.add_argument("--quiet", "-q", action="store_true", help="no progress lines, only the summary")
     run.add_argument("--verbose", "-v", action="store_true", help="log Beam's and the libraries' INFO messages")
     extract = sub.add_parser(
@@ -157,7 +161,13 @@ def check_beam_args(beam_args: list[str]):
     from newsbeam.pipeline.config import UsageError
 
     options = PipelineOptions(beam_args)
-    unknown = set(options.get_all_options(retain_unknown_options=True)) - set(options.get_all_options())
+    said = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(said):  # Beam's parser prints its whole usage before the error
+            unknown = set(options.get_all_options(retain_unknown_options=True)) - set(options.get_all_options())
+    except SystemExit:
+        error = said.getvalue().strip().splitlines()[-1] if said.getvalue().strip() else "invalid Apache Beam option"
+        raise UsageError(f"Apache Beam option: {error.split('error: ', 1)[-1]}") from None
     if unknown:
         names = ", ".join("--" + name for name in sorted(unknown))
         raise UsageError(f"unknown option(s) {names}: not a newsbeam option nor an Apache Beam pipeline option")
@@ -196,6 +206,7 @@ def _run(args, beam_args) -> int:
             retries=args.retries,
         ),
         sample=sample,
+        wait=args.wait,
     )
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     if sample:
@@ -204,7 +215,7 @@ def _run(args, beam_args) -> int:
     manifest = run_job(config, beam_args, progress=not args.quiet)
     print(manifest["summary"])
     print(f"manifest: {manifest['path']}")
-    if not manifest["links"]["balanced"]:
+    if "links" in manifest and not manifest["links"]["balanced"]:
         print("newsbeam: warning: some links are not accounted for; see 'links' in the manifest", file=sys.stderr)
     return 0
 

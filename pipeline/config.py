@@ -29,6 +29,7 @@ class RunConfig:
     run_id: str
     fetch: FetchSettings = field(default_factory=FetchSettings)
     sample: bool = False
+    wait: bool = False  # wait for a remote runner's job to finish (local runs always do)
 
 
 @dataclass(frozen=True)

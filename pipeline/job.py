@@ -9,7 +9,7 @@ from contextlib import nullcontext
 from datetime import datetime, timezone
 
 import apache_beam as beam
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
 
 from newsbeam.pipeline.build import build_pipeline
 from newsbeam.pipeline.config import RunConfig, StoredState
@@ -37,8 +37,45 @@ def load_stored_state(out: str, run_id: str) -> StoredState:
                        feeds=latest_states(read_state(out, "feeds", run_id)))
 
 
+def _launched(config: RunConfig, options: PipelineOptions, stored: StoredState, result, started_at) -> dict:
+    """The manifest of a job handed to a remote runner and not waited for (or only built, with --dry_run)."""
+    dry_run = bool(options.view_as(TestOptions).dry_run)
+    job = getattr(result, "job", None)
+    job_id = getattr(result, "job_id", lambda: None)() if not dry_run else None
+    graph = getattr(job, "proto_pipeline", None)
+    steps = sum(1 for t in graph.components.transforms.values() if not t.subtransforms) if graph is not None else None
+    manifest = {
+        "status": "dry_run" if dry_run else "submitted",
+        "started_at": started_at.isoformat(),
+        "runner": options.view_as(StandardOptions).runner,
+        "job_id": job_id,
+        "job_transforms": steps,
+        "feeds_list": config.feeds_location,
+        "out": config.out,
+        "options": {"fetch": asdict(config.fetch),
+                    "beam": options.get_all_options(drop_default=True, retain_unknown_options=True)},
+        "feeds": len(config.feeds),
+        "stored_before": _stored_counts(stored),
+    }
+    manifest["path"] = write_manifest(config.out, config.run_id, manifest)
+    manifest["run_id"] = config.run_id
+    what = "built (dry run; nothing submitted)" if dry_run else f"submitted as job {job_id}"
+    manifest["summary"] = (f"run {config.run_id}: {len(config.feeds)} feeds, job graph of {steps} transforms {what} "
+                           f"on {manifest['runner']}; counts and tables are in the runner's console")
+    return manifest
+
+
+def _stored_counts(stored: StoredState) -> dict:
+    return {"links": len(stored.links), "texts": len(stored.hashes), "chrome_sources": len(stored.chrome),
+            "near_signatures": len(stored.signatures), "stories": len(stored.stories), "feed_states": len(stored.feeds)}
+
+
 def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: bool = False) -> dict:
-    """Run the batch pipeline to completion and return the manifest it wrote."""
+    """Run the batch pipeline and return the manifest it wrote.
+
+    Local runs are waited for; a remote runner's job is submitted and its manifest says so, unless
+    `config.wait` (then it is waited for and described like a local run).
+    """
     options = PipelineOptions(beam_args or [])
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
@@ -53,10 +90,13 @@ def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: boo
             p = beam.Pipeline(runner=make_runner(options), options=options)
             build_pipeline(p, config, stored)
             result = p.run()
-            result.wait_until_finish()
+            if is_local(options) or config.wait:
+                result.wait_until_finish()
         finally:
             os.environ.pop(PROGRESS_DIR_ENV, None)
     t_pipeline = time.perf_counter()
+    if not is_local(options) and (not config.wait or options.view_as(TestOptions).dry_run):
+        return _launched(config, options, stored, result, started_at)
 
     counts, stage_timings = beam_metrics(result)
     tables = written_tables(config.out, config.run_id)
@@ -74,9 +114,7 @@ def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: boo
         },
         "feeds": len(config.feeds),
         "feed_health": health,
-        "stored_before": {"links": len(stored.links), "texts": len(stored.hashes), "chrome_sources": len(stored.chrome),
-                          "near_signatures": len(stored.signatures), "stories": len(stored.stories),
-                          "feed_states": len(stored.feeds)},
+        "stored_before": _stored_counts(stored),
         "counts": counts,
         "links": link_accounting(counts, tables),
         "tables": tables,

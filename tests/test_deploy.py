@@ -1,0 +1,123 @@
+"""The cloud path, offline: the flex template's metadata, the Dataflow job graph (dry run), the staged package.
+
+Nothing here reaches Google Cloud: `--dry_run=True` makes Beam's DataflowRunner translate the
+pipeline into a Dataflow job and stop before submitting it, and `--no_auth` skips credentials.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import tarfile
+from pathlib import Path
+
+import apache_beam as beam
+import pytest
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from newsbeam.pipeline.build import build_pipeline
+from newsbeam.pipeline.config import RunConfig, StoredState
+from newsbeam.pipeline.template import load_parameters, main as template_main, run_arguments, run_options
+from newsbeam.transforms.sources import read_sources
+
+pytest.importorskip("apache_beam.runners.dataflow.internal.apiclient", reason="needs the gcp extra")
+
+ROOT = Path(__file__).resolve().parents[1]
+METADATA = ROOT / "deploy" / "metadata.json"
+SAMPLE = ROOT / "pipeline" / "sample" / "feeds.opml"
+DATAFLOW = ["--runner=DataflowRunner", "--project=demo-project", "--region=europe-west1", "--temp_location=gs://demo-bucket/tmp",
+            "--dry_run=True", "--no_auth", "--sdk_location=container", "--sdk_container_image=europe-west1-docker.pkg.dev/demo/newsbeam:1"]
+
+
+# deploy/metadata.json
+
+
+def test_metadata_parses_and_every_regex_compiles():
+    metadata = json.loads(METADATA.read_text())
+    assert metadata["name"] == "newsbeam" and metadata["parameters"]
+    for parameter in metadata["parameters"]:
+        assert {"name", "label", "helpText"} <= set(parameter), parameter
+        for regex in parameter.get("regexes", []):
+            re.compile(regex)
+
+
+def test_every_parameter_is_an_option_of_newsbeam_run():
+    options = run_options()
+    for parameter in load_parameters(str(METADATA)):
+        flag = "--" + parameter["name"].replace("_", "-")
+        assert flag in options, f"{parameter['name']} is no option of newsbeam run"
+        if isinstance(options[flag], argparse._StoreTrueAction):
+            assert parameter["regexes"] == ["^(true|false)$"], parameter["name"]
+
+
+def test_required_parameters_are_the_ones_a_cloud_run_needs():
+    required = {p["name"] for p in load_parameters(str(METADATA)) if not p.get("isOptional")}
+    assert required == {"feeds", "out"}
+
+
+def test_example_values_in_the_help_match_their_regexes():
+    for parameter in load_parameters(str(METADATA)):
+        example = re.search(r"Example: (\S+)$", parameter["helpText"])
+        if example:
+            assert all(re.match(r, example.group(1)) for r in parameter["regexes"]), parameter["name"]
+
+
+def test_template_arguments_become_run_options_and_the_rest_goes_to_beam():
+    args = run_arguments(
+        ["--feeds=gs://b/feeds.yaml", "--out=gs://b/data", "--per_host=4", "--ignore_robots=false", "--retries=",
+         "--allow_network=10.1.0.0/16,10.2.0.0/16", "--runner=DataflowRunner", "--sdk_container_image=img"],
+        load_parameters(str(METADATA)),
+    )
+    assert args == ["run", "--feeds", "gs://b/feeds.yaml", "--out", "gs://b/data", "--per-host", "4",
+                    "--allow-network", "10.1.0.0/16", "--allow-network", "10.2.0.0/16",
+                    "--runner=DataflowRunner", "--sdk_container_image=img"]
+    assert "--ignore-robots" in run_arguments(["--ignore_robots=true"], load_parameters(str(METADATA)))
+
+
+# The Dataflow job graph, built offline
+
+
+def test_dry_run_builds_the_whole_job_graph_for_dataflow(tmp_path):
+    options = PipelineOptions(DATAFLOW)
+    config = RunConfig(feeds=read_sources(str(SAMPLE)), feeds_location=str(SAMPLE), out=str(tmp_path / "out"), run_id="dry")
+    p = beam.Pipeline(runner="DataflowRunner", options=options)
+    build_pipeline(p, config, StoredState())
+    result = p.run()
+    graph = result.job.proto_pipeline
+    names = {t.unique_name for t in graph.components.transforms.values()}
+    for stage in ("ReadSources", "FetchFeeds/PollFeeds", "FetchPages/Fetch", "SpreadPages", "Extract", "StripChrome",
+                  "Normalise", "Dedup", "Write", "KeepFeedState", "KeepNearState", "KeepStoryState", "KeepChromeState"):
+        assert stage in names, stage
+    environments = list(graph.components.environments.values())
+    assert environments and all(b"europe-west1-docker.pkg.dev/demo/newsbeam:1" in env.payload for env in environments)
+    assert result.job.proto.name  # a Dataflow job request was made, not sent
+
+
+def test_the_template_entry_point_dry_runs_and_writes_a_manifest(tmp_path, capsys):
+    out = tmp_path / "data"
+    code = template_main([f"--feeds={SAMPLE}", f"--out={out}", "--per_host=3", "--ignore_robots=true", *DATAFLOW], metadata=str(METADATA))
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "built (dry run; nothing submitted) on DataflowRunner" in printed
+    manifest = json.loads(next((out / "runs").glob("*.json")).read_text())
+    assert manifest["status"] == "dry_run" and manifest["job_transforms"] > 100
+    assert manifest["options"]["fetch"]["per_host"] == 3 and manifest["options"]["fetch"]["obey_robots"] is False
+    assert not (out / "articles").exists()  # nothing ran
+
+
+# The package as Beam stages it for workers that do not have it installed
+
+
+def test_the_package_stages_from_pyproject(tmp_path):
+    from apache_beam.runners.portability.stager import Stager
+
+    options = PipelineOptions([f"--setup_file={ROOT / 'pyproject.toml'}", "--sdk_location=container"])
+    resources = Stager.create_job_resources(options, str(tmp_path), log_submission_env_dependencies=False)
+    assert any(b"workflow.tar.gz" in r.role_payload for r in resources)  # what the workers pip install
+    tarball = next(tmp_path.glob("newsbeam-*.tar.gz"))
+    with tarfile.open(tarball) as tar:
+        names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
+    for expected in ("pyproject.toml", "pipeline/cli.py", "pipeline/template.py", "transforms/pool.py",
+                     "schemas/tables.py", "pipeline/sample/feeds.opml"):
+        assert expected in names, expected
