@@ -14,6 +14,7 @@ import io
 import json
 import pickle
 import posixpath
+import re
 import uuid
 from datetime import datetime, timezone
 
@@ -95,22 +96,47 @@ def _delete_unwritten(folders: list[str], run_id: str, files: list[dict]) -> lis
 
 def read_key_columns(out: str, table: str, columns: list[str], exclude_run_id: str) -> list[dict]:
     """Key columns of earlier runs' rows (never the text), for deduplication against them."""
-    return _earlier_rows(table_dir(out, table), columns, exclude_run_id, partitioning="hive")
+    return _earlier_rows(table_dir(out, table), columns, exclude_run_id)
 
 
-def _earlier_rows(folder: str, columns: list[str], exclude_run_id: str, partitioning=None, since=None, schema=None) -> list[dict]:
+def _earlier_rows(folder: str, columns: list[str], exclude_run_id: str, since=None, schema=None) -> list[dict]:
+    """`columns` of every row under `folder` written by other runs (with `since`, published since then).
+
+    Read through Beam's filesystems, so any of them works (local, gs://, s3://, ...); only the
+    columns asked for are read, and with `since` row groups entirely older are skipped. With the
+    schema given, columns added since a file was written read as nulls.
+    """
     import pyarrow.dataset as ds
 
+    keep = ds.field("run_id") != exclude_run_id
+    if since is not None:
+        keep &= ds.field("published_at") >= since
+    rows: list[dict] = []
+    for path in parquet_files(folder):
+        with FileSystems.open(path, compression_type="uncompressed") as f:
+            data = pq.ParquetFile(f)
+            present = set(data.schema_arrow.names)
+            wanted = [c for c in columns if c in present]
+            needed = wanted + [c for c in ("run_id", "published_at") if c in present and c not in wanted]
+            table = ds.dataset(pq.read_table(f, columns=needed)).to_table(columns=wanted, filter=keep)
+        for column in columns:
+            if column not in present:  # written before the column existed
+                kind = schema.field(column).type if schema is not None else pa.null()
+                table = table.append_column(pa.field(column, kind), pa.nulls(len(table), type=kind))
+        rows.extend(table.select(columns).to_pylist())
+    return rows
+
+
+def parquet_files(folder: str) -> list[str]:
+    """The Parquet files under `folder`, hidden and temporary ones (names starting with . or _) left out."""
     if not FileSystems.exists(folder):
         return []
-    # with the schema given, columns added since a file was written read as nulls
-    dataset = ds.dataset(folder, format="parquet", partitioning=partitioning, schema=schema)
-    if not dataset.files:
-        return []
-    keep = ds.field("run_id") != exclude_run_id
-    if since is not None:  # filtered while reading: row groups entirely older are skipped
-        keep &= ds.field("published_at") >= since
-    return dataset.to_table(columns=columns, filter=keep).to_pylist()
+    found = []
+    for match in FileSystems.match([FileSystems.join(folder, "**")])[0].metadata_list:
+        relative = match.path[len(folder):].lstrip("/")
+        if match.path.endswith(".parquet") and not any(part.startswith((".", "_")) for part in relative.split("/")):
+            found.append(match.path)
+    return sorted(found)
 
 
 class WriteTables(beam.PTransform):
@@ -200,13 +226,14 @@ def read_state(out: str, name: str, exclude_run_id: str, since=None) -> list[dic
 
 def read_run_state(out: str, name: str, run_id: str) -> list[dict]:
     """The state rows one run wrote (for its manifest)."""
-    import pyarrow.dataset as ds
-
-    folder = state_dir(out, name)
-    if not FileSystems.exists(folder):
-        return []
-    dataset = ds.dataset(folder, format="parquet", schema=STATE[name])
-    return dataset.to_table(filter=ds.field("run_id") == run_id).to_pylist() if dataset.files else []
+    columns = [c for c in STATE[name].names if c not in ("run_id", "schema_version")]
+    own = re.compile(rf"part-{re.escape(run_id)}-\d+\.parquet$")
+    rows = []
+    for path in parquet_files(state_dir(out, name)):
+        if own.fullmatch(path.rsplit("/", 1)[-1]):
+            with FileSystems.open(path, compression_type="uncompressed") as f:
+                rows.extend(pq.read_table(f, columns=columns).to_pylist())
+    return rows
 
 
 def spill(path: str, part):

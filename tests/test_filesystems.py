@@ -1,0 +1,151 @@
+"""Feed list, dataset and state on a non-local Beam FileSystem (a stand-in for gs://).
+
+`fakegs://` is a Beam FileSystem registered here that keeps its objects in a local folder and
+lists them as a flat namespace, as Cloud Storage does. Everything newsbeam reads and writes
+must go through Beam's filesystems for the runs below to work; the files are then checked
+where the stand-in keeps them, with pandas.
+"""
+
+from __future__ import annotations
+
+import os
+import posixpath
+import shutil
+
+import pandas as pd
+import pytest
+from apache_beam.io.filesystem import FileMetadata
+from apache_beam.io.localfilesystem import LocalFileSystem
+
+from newsbeam.pipeline.cli import main
+from newsbeam.pipeline.config import RunConfig, check_out
+from newsbeam.pipeline.job import load_stored_state, run_job
+from newsbeam.transforms.http import FetchSettings
+from newsbeam.transforms.sources import read_sources
+from newsweb import build_news_web
+
+SCHEME = "fakegs://"
+LOCAL = FetchSettings(connect_timeout=2, read_timeout=1.0, deadline=2.5, allow_private_network=True, retries=1, backoff=0.05, host_delay=0)
+
+
+class FakeCloudFileSystem(LocalFileSystem):
+    """Objects under `root`, named fakegs://bucket/key; no directories, like an object store."""
+
+    root: str | None = None
+
+    @classmethod
+    def scheme(cls):
+        return "fakegs"
+
+    def _local(self, path: str) -> str:
+        assert path.startswith(SCHEME), path
+        return os.path.join(self.root, path[len(SCHEME):])
+
+    def _remote(self, local: str) -> str:
+        return SCHEME + os.path.relpath(local, self.root)
+
+    def join(self, base, *paths):
+        return posixpath.join(base, *paths)
+
+    def split(self, path):
+        head, _, tail = path.rstrip("/").rpartition("/")
+        return head, tail
+
+    def has_dirs(self):
+        return False
+
+    def mkdirs(self, path):
+        pass  # an object store has no folders
+
+    def _list(self, prefix):
+        local = self._local(prefix)
+        top = local if os.path.isdir(local) else os.path.dirname(local)
+        for folder, _, files in os.walk(top):
+            for name in files:
+                path = os.path.join(folder, name)
+                if path.startswith(local):
+                    yield FileMetadata(self._remote(path), os.path.getsize(path), os.path.getmtime(path))
+
+    def create(self, path, *args, **kwargs):
+        os.makedirs(os.path.dirname(self._local(path)), exist_ok=True)
+        return super().create(self._local(path), *args, **kwargs)
+
+    def open(self, path, *args, **kwargs):
+        return super().open(self._local(path), *args, **kwargs)
+
+    def copy(self, sources, destinations):
+        for s, d in zip(sources, destinations):
+            os.makedirs(os.path.dirname(self._local(d)), exist_ok=True)
+            shutil.copy(self._local(s), self._local(d))
+
+    def rename(self, sources, destinations):
+        for s, d in zip(sources, destinations):
+            os.makedirs(os.path.dirname(self._local(d)), exist_ok=True)
+            os.replace(self._local(s), self._local(d))
+
+    def exists(self, path):
+        local = self._local(path)
+        return os.path.isfile(local) or (os.path.isdir(local) and any(os.scandir(local)))
+
+    def size(self, path):
+        return os.path.getsize(self._local(path))
+
+    def last_updated(self, path):
+        return os.path.getmtime(self._local(path))
+
+    def checksum(self, path):
+        return str(self.size(path))
+
+    def metadata(self, path):
+        local = self._local(path)
+        return FileMetadata(path, os.path.getsize(local), os.path.getmtime(local))
+
+    def delete(self, paths):
+        for path in paths:
+            local = self._local(path)
+            shutil.rmtree(local) if os.path.isdir(local) else os.remove(local)
+
+
+@pytest.fixture
+def bucket(tmp_path):
+    FakeCloudFileSystem.root = str(tmp_path / "objects")
+    os.makedirs(FakeCloudFileSystem.root)
+    yield tmp_path / "objects" / "news-bucket"
+    FakeCloudFileSystem.root = None
+
+
+def test_feed_list_dataset_and_state_on_a_remote_filesystem(bucket, module_web, tmp_path):
+    (tmp_path / "web").mkdir()
+    news = build_news_web(module_web, tmp_path / "web")
+    (bucket / "lists").mkdir(parents=True)
+    shutil.copy(news.feeds_file, bucket / "lists" / "feeds.opml")
+    feeds, out = f"{SCHEME}news-bucket/lists/feeds.opml", check_out(f"{SCHEME}news-bucket/data")
+
+    first = run_job(RunConfig(feeds=read_sources(feeds), feeds_location=feeds, out=out, run_id="one", fetch=LOCAL))
+    articles = pd.read_parquet(bucket / "data" / "articles")
+    assert first["links"]["balanced"] and first["links"]["articles"] == len(articles) > 0
+    assert first["tables"]["articles"]["files"][0]["path"].startswith(f"{SCHEME}news-bucket/data/articles/date=")
+    assert (bucket / "data" / "runs" / "one.json").is_file()
+    assert not [p for p in (bucket / "data").rglob(".*") if p.is_file()], "temporary objects left behind"
+
+    # The second run reads what the first stored (feed state, link keys) through the same filesystem.
+    second = run_job(RunConfig(feeds=read_sources(feeds), feeds_location=feeds, out=out, run_id="two", fetch=LOCAL))
+    assert second["stored_before"]["feed_states"] == first["feeds"]
+    # ... the same as reading those files where they lie, as a local dataset (the second run's own excluded)
+    local = load_stored_state(str(bucket / "data"), "two")
+    assert second["stored_before"]["links"] == len(local.links) > 0
+    assert second["stored_before"]["texts"] == len(local.hashes) > 0
+    assert second["stored_before"]["near_signatures"] == len(local.signatures) > 0
+    assert second["counts"]["feeds_unchanged"] == first["counts"]["feeds_fetched"]
+    assert len(pd.read_parquet(bucket / "data" / "articles")) == len(articles)
+
+
+def test_feeds_command_reads_a_remote_dataset(bucket, tmp_path, capsys, module_web):
+    (tmp_path / "web").mkdir()
+    news = build_news_web(module_web, tmp_path / "web")
+    (bucket / "lists").mkdir(parents=True)
+    shutil.copy(news.feeds_file, bucket / "lists" / "feeds.opml")
+    feeds, out = f"{SCHEME}news-bucket/lists/feeds.opml", f"{SCHEME}news-bucket/data"
+    run_job(RunConfig(feeds=read_sources(feeds), feeds_location=feeds, out=out, run_id="one", fetch=LOCAL))
+    assert main(["feeds", out]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"{len(read_sources(feeds))} feeds, {len(news.feed_errors)} failing")
