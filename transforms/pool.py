@@ -40,10 +40,13 @@ class Dispatcher:
     def _start_threads(self, count: int) -> None:
         """Start every thread now, while the worker is idle: started on demand, each new thread waits for
         the GIL behind the busy ones (in the fetch benchmark that held the first requests back by ~1 s)."""
-        ready = threading.Barrier(count + 1)
-        for _ in range(count):
-            self._executor.submit(ready.wait)
-        ready.wait()
+        ready = threading.Barrier(count + 1, timeout=30)
+        try:
+            for _ in range(count):
+                self._executor.submit(ready.wait)
+            ready.wait()
+        except (threading.BrokenBarrierError, RuntimeError):  # threads that could not start come on demand
+            ready.abort()
 
     def submit(self, host: str, fn, *args) -> Future:
         future: Future = Future()
