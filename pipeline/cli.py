@@ -262,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
         if verbose:
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        print(f"newsbeam: error: the pipeline failed: {type(exc).__name__}: {first} (rerun with --verbose for details)", file=sys.stderr)
+        what = "the pipeline failed: " if args.command in ("run", "dedup") else ""
+        print(f"newsbeam: error: {what}{type(exc).__name__}: {first} (rerun with --verbose for details)", file=sys.stderr)
         return 1
 
 

@@ -39,8 +39,9 @@ def read_page(path: Path) -> bytes:
     return gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data
 
 
-def extract_paths(paths: list[str], url: str | None, out=sys.stdout) -> int:
+def extract_paths(paths: list[str], url: str | None, out=None) -> int:
     """One JSON line per page, in the order given; a page that cannot be read or gives no text has an `error`."""
+    out = out or sys.stdout
     records: list[dict] = []
     by_source: dict[str, list[int]] = {}
     pages: dict[int, tuple[bytes, str]] = {}

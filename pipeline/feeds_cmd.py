@@ -22,7 +22,8 @@ def feed_rows(out: str) -> list[dict]:
     return sorted(rows.values(), key=lambda r: (-r["consecutive_failures"], r["feed_url"]))
 
 
-def show_feeds(out: str, failing: bool = False, as_json: bool = False, stream=sys.stdout) -> int:
+def show_feeds(out: str, failing: bool = False, as_json: bool = False, stream=None) -> int:
+    stream = stream or sys.stdout  # looked up now: bound at import, it would be whatever stdout was then
     if "://" not in out:
         out = os.path.abspath(os.path.expanduser(out))
     if not FileSystems.exists(state_dir(out, "feeds")):

@@ -27,11 +27,11 @@ def progress_line(tally, feeds_total: int, elapsed: float) -> str:
 class ProgressReporter:
     """A background thread printing a progress line every `interval` seconds to stderr."""
 
-    def __init__(self, feeds_total: int, interval: float = 2.0, stream=sys.stderr):
+    def __init__(self, feeds_total: int, interval: float = 2.0, stream=None):
         self.folder = tempfile.mkdtemp(prefix="newsbeam-progress-")
         self._feeds_total = feeds_total
         self._interval = interval
-        self._stream = stream
+        self._stream = stream or sys.stderr
         self._stop = threading.Event()
         self._started = time.monotonic()
         self._thread = threading.Thread(target=self._loop, name="newsbeam-progress", daemon=True)
