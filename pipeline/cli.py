@@ -68,6 +68,33 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"newsbeam: error: {message} (see '{self.prog} --help')\n")
 
 
+def _add_run_options(command: argparse.ArgumentParser) -> None:
+    """The options `run` and `stream` share: where from, where to, and how to fetch."""
+    command.add_argument("--feeds", metavar="SOURCES", help="feed list: text (one URL or path per line), OPML, YAML or TOML; "
+                     "default: the bundled offline sample")
+    command.add_argument("--out", metavar="DIR", default=DEFAULT_OUT, help=f"output dataset folder (default: {DEFAULT_OUT})")
+    command.add_argument("--run-id", metavar="ID", help="name of this run; re-running an id replaces its files (default: UTC time + random suffix)")
+    command.add_argument("--allow-private-network", action="store_true",
+                     help="allow fetching from loopback, private, link-local and reserved addresses (refused by default)")
+    command.add_argument("--allow-network", action="append", default=[], type=_network, metavar="CIDR",
+                     help="allow one private network only, e.g. 10.1.2.0/24 for a local mirror (repeatable)")
+    command.add_argument("--user-agent", default=DEFAULT_USER_AGENT, help="User-Agent header sent with every request "
+                     "and matched against robots.txt")
+    command.add_argument("--ignore-robots", action="store_true", help="fetch article pages that robots.txt disallows")
+    command.add_argument("--per-host", type=_positive(int), default=2, metavar="N", help="requests in flight to one host (default 2)")
+    command.add_argument("--host-delay", type=_non_negative, default=0.5, metavar="S",
+                     help="seconds between request starts to one host (default 0.5; a longer robots.txt Crawl-delay wins)")
+    command.add_argument("--max-connections", type=_positive(int), default=64, metavar="N", help="requests in flight per worker (default 64)")
+    command.add_argument("--retries", type=_non_negative_int, default=3, metavar="N",
+                     help="retries after a timeout, a dropped connection, 429 or 5xx, with exponential backoff (default 3)")
+    command.add_argument("--connect-timeout", type=_positive(float), default=10.0, metavar="S", help="seconds to connect (default 10)")
+    command.add_argument("--read-timeout", type=_positive(float), default=20.0, metavar="S", help="seconds between bytes (default 20)")
+    command.add_argument("--deadline", type=_positive(float), default=60.0, metavar="S", help="seconds for a whole request (default 60)")
+    command.add_argument("--max-bytes", type=_positive(int), default=10 * 1024 * 1024, metavar="N", help="largest body fetched, in bytes (default 10 MiB)")
+    command.add_argument("--quiet", "-q", action="store_true", help="no progress lines, only the summary")
+    command.add_argument("--verbose", "-v", action="store_true", help="log Beam's and the libraries' INFO messages")
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="newsbeam",
@@ -82,31 +109,20 @@ def make_parser() -> argparse.ArgumentParser:
         description="Fetch feeds and the pages they link, extract, clean, deduplicate and write Parquet. "
         "Any other --option is passed to Apache Beam (e.g. --runner, --direct_running_mode).",
     )
-    run.add_argument("--feeds", metavar="SOURCES", help="feed list: text (one URL or path per line), OPML, YAML or TOML; "
-                     "default: the bundled offline sample")
-    run.add_argument("--out", metavar="DIR", default=DEFAULT_OUT, help=f"output dataset folder (default: {DEFAULT_OUT})")
-    run.add_argument("--run-id", metavar="ID", help="name of this run; re-running an id replaces its files (default: UTC time + random suffix)")
-    run.add_argument("--allow-private-network", action="store_true",
-                     help="allow fetching from loopback, private, link-local and reserved addresses (refused by default)")
-    run.add_argument("--allow-network", action="append", default=[], type=_network, metavar="CIDR",
-                     help="allow one private network only, e.g. 10.1.2.0/24 for a local mirror (repeatable)")
-    run.add_argument("--user-agent", default=DEFAULT_USER_AGENT, help="User-Agent header sent with every request "
-                     "and matched against robots.txt")
-    run.add_argument("--ignore-robots", action="store_true", help="fetch article pages that robots.txt disallows")
-    run.add_argument("--per-host", type=_positive(int), default=2, metavar="N", help="requests in flight to one host (default 2)")
-    run.add_argument("--host-delay", type=_non_negative, default=0.5, metavar="S",
-                     help="seconds between request starts to one host (default 0.5; a longer robots.txt Crawl-delay wins)")
-    run.add_argument("--max-connections", type=_positive(int), default=64, metavar="N", help="requests in flight per worker (default 64)")
-    run.add_argument("--retries", type=_non_negative_int, default=3, metavar="N",
-                     help="retries after a timeout, a dropped connection, 429 or 5xx, with exponential backoff (default 3)")
-    run.add_argument("--connect-timeout", type=_positive(float), default=10.0, metavar="S", help="seconds to connect (default 10)")
-    run.add_argument("--read-timeout", type=_positive(float), default=20.0, metavar="S", help="seconds between bytes (default 20)")
-    run.add_argument("--deadline", type=_positive(float), default=60.0, metavar="S", help="seconds for a whole request (default 60)")
-    run.add_argument("--max-bytes", type=_positive(int), default=10 * 1024 * 1024, metavar="N", help="largest body fetched, in bytes (default 10 MiB)")
+    _add_run_options(run)
     run.add_argument("--wait", action="store_true", help="with a remote runner (--runner DataflowRunner): wait for the job "
                      "to finish and write the full manifest (default: submit it and return)")
-    run.add_argument("--quiet", "-q", action="store_true", help="no progress lines, only the summary")
-    run.add_argument("--verbose", "-v", action="store_true", help="log Beam's and the libraries' INFO messages")
+    stream = sub.add_parser(
+        "stream",
+        help="poll feeds again and again into the same dataset",
+        description="Poll the feeds every --poll-interval seconds, each poll a run of the batch pipeline into --out "
+        "(conditional GET, links already stored skipped), until --max-polls or Ctrl-C / SIGTERM. "
+        "Any other --option is passed to Apache Beam.",
+    )
+    _add_run_options(stream)
+    stream.add_argument("--poll-interval", type=_positive(float), default=900.0, metavar="S",
+                        help="seconds from the start of one poll to the start of the next (default 900)")
+    stream.add_argument("--max-polls", type=_positive(int), metavar="N", help="stop after N polls (default: run until stopped)")
     extract = sub.add_parser(
         "extract",
         help="show what the pipeline extracts from HTML files, as JSON lines",
@@ -174,9 +190,9 @@ def check_beam_args(beam_args: list[str]):
     return options
 
 
-def _run(args, beam_args) -> int:
+def _run_config(args, beam_args):
+    """The RunConfig that `run` and `stream` options describe (checked), and a printer for progress lines."""
     from newsbeam.pipeline.config import RunConfig, check_out, check_run_id, new_run_id, sample_feeds_location
-    from newsbeam.pipeline.job import run_job
     from newsbeam.pipeline.runner import check_runner_options
     from newsbeam.transforms.sources import read_sources
 
@@ -206,18 +222,40 @@ def _run(args, beam_args) -> int:
             retries=args.retries,
         ),
         sample=sample,
-        wait=args.wait,
+        wait=getattr(args, "wait", False),
     )
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     if sample:
         say(f"newsbeam: no --feeds given; running on the bundled offline sample ({location})")
-    say(f"newsbeam: run {config.run_id}: {len(feeds)} feeds -> {out}")
+    return config, say
+
+
+def _run(args, beam_args) -> int:
+    from newsbeam.pipeline.job import run_job
+
+    config, say = _run_config(args, beam_args)
+    say(f"newsbeam: run {config.run_id}: {len(config.feeds)} feeds -> {config.out}")
     manifest = run_job(config, beam_args, progress=not args.quiet)
     print(manifest["summary"])
     print(f"manifest: {manifest['path']}")
     if "links" in manifest and not manifest["links"]["balanced"]:
         print("newsbeam: warning: some links are not accounted for; see 'links' in the manifest", file=sys.stderr)
     return 0
+
+
+def _stream(args, beam_args) -> int:
+    from newsbeam.pipeline.runner import RunnerError, is_local
+    from newsbeam.pipeline.stream_cmd import run_stream
+
+    config, say = _run_config(args, beam_args)
+    if not is_local(check_beam_args(beam_args)):
+        raise RunnerError("newsbeam stream polls with local runs; for Dataflow, schedule newsbeam run (see deploy/README.md)")
+    say(f"newsbeam: stream {config.run_id}: {len(config.feeds)} feeds -> {config.out}, a poll every {args.poll_interval:g} s"
+        + (f", {args.max_polls} polls" if args.max_polls else " until stopped"))
+    summary = run_stream(config, beam_args, args.poll_interval, args.max_polls, say)
+    print(summary["summary"])
+    print(f"manifest: {summary['path']}")
+    return 0 if summary["status"] in ("complete", "stopped") else 1
 
 
 def _dedup(args, beam_args) -> int:
@@ -245,12 +283,12 @@ def main(argv: list[str] | None = None) -> int:
     from newsbeam.pipeline.runner import RunnerError
     from newsbeam.transforms.sources import SourcesError
 
-    if args.command in ("run", "dedup") and not verbose and not any(a.startswith("--default_sdk_harness_log_level") for a in rest):
+    if args.command in ("run", "dedup", "stream") and not verbose and not any(a.startswith("--default_sdk_harness_log_level") for a in rest):
         rest.append("--default_sdk_harness_log_level=ERROR")  # quiet multi_processing workers too
     if args.command in ("extract", "feeds") and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
-        commands = {"extract": lambda: _extract(args), "feeds": lambda: _feeds(args), "run": lambda: _run(args, rest), "dedup": lambda: _dedup(args, rest)}
+        commands = {"extract": lambda: _extract(args), "feeds": lambda: _feeds(args), "stream": lambda: _stream(args, rest), "run": lambda: _run(args, rest), "dedup": lambda: _dedup(args, rest)}
         return commands[args.command]()
     except (UsageError, SourcesError, RunnerError) as exc:
         print(f"newsbeam: error: {exc}", file=sys.stderr)
@@ -262,7 +300,7 @@ def main(argv: list[str] | None = None) -> int:
         if verbose:
             raise
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-        what = "the pipeline failed: " if args.command in ("run", "dedup") else ""
+        what = "the pipeline failed: " if args.command in ("run", "dedup", "stream") else ""
         print(f"newsbeam: error: {what}{type(exc).__name__}: {first} (rerun with --verbose for details)", file=sys.stderr)
         return 1
 

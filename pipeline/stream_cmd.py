@@ -1,0 +1,76 @@
+"""`newsbeam stream`: poll the feeds again and again into one dataset, each poll a batch run.
+
+Each poll is `run_job` with the run id STREAM_ID-pNNNNN, so it is exactly a scheduled run:
+feeds polled conditionally with their state in DIR/_state/feeds, links already stored skipped,
+files written whole and checked, a manifest per poll. Nothing is carried from one poll to the
+next in memory: what a poll needs of the past is read from the dataset's state, so a stream
+that runs for weeks holds no more than one poll does. Polls start every `poll_interval`
+seconds (a poll that overruns is followed at once by the next); SIGTERM or Ctrl-C ends the
+stream after the poll under way. A poll that fails is reported and the stream goes on; five
+failures in a row end it. The stream's own manifest (runs/STREAM_ID.json) lists every poll.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from dataclasses import replace
+from datetime import datetime, timezone
+
+from newsbeam.pipeline.config import RunConfig
+from newsbeam.pipeline.job import run_job
+from newsbeam.pipeline.manifest import write_manifest
+
+MAX_FAILED_POLLS = 5
+
+
+def run_stream(config: RunConfig, beam_args: list[str], poll_interval: float, max_polls: int | None, say) -> dict:
+    stop = threading.Event()
+    previous = {}
+    if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
+        previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
+    started_at = datetime.now(timezone.utc)
+    polls: list[dict] = []
+    failed_in_a_row = 0
+    try:
+        while not stop.is_set() and (max_polls is None or len(polls) < max_polls):
+            began = time.monotonic()
+            poll = replace(config, run_id=f"{config.run_id}-p{len(polls) + 1:05d}")
+            try:
+                manifest = run_job(poll, beam_args)
+                polls.append({"run_id": poll.run_id, "status": manifest["status"], "links": manifest["links"],
+                              "feeds": manifest["feed_health"]["by_status"]})
+                say(manifest["summary"])
+                failed_in_a_row = 0
+            except Exception as exc:  # one bad poll must not end a stream of weeks
+                first = (str(exc).strip().splitlines() or [""])[0]
+                polls.append({"run_id": poll.run_id, "status": "failed", "error": f"{type(exc).__name__}: {first}"})
+                say(f"newsbeam: poll {poll.run_id} failed: {type(exc).__name__}: {first}")
+                failed_in_a_row += 1
+                if failed_in_a_row >= MAX_FAILED_POLLS:
+                    break
+            if max_polls is not None and len(polls) >= max_polls:
+                break
+            stop.wait(max(0.0, poll_interval - (time.monotonic() - began)))
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    status = "failed" if failed_in_a_row >= MAX_FAILED_POLLS else ("stopped" if stop.is_set() else "complete")
+    added = sum(p["links"]["articles"] for p in polls if "links" in p)
+    summary = {
+        "status": status,
+        "kind": "stream",
+        "started_at": started_at.isoformat(),
+        "finished_at": datetime.now(timezone.utc).isoformat(),
+        "poll_interval_seconds": poll_interval,
+        "max_polls": max_polls,
+        "feeds_list": config.feeds_location,
+        "out": config.out,
+        "polls": polls,
+    }
+    summary["path"] = write_manifest(config.out, config.run_id, summary)
+    failed = sum(p["status"] == "failed" for p in polls)
+    summary["summary"] = (f"stream {config.run_id} {status}: {len(polls)} polls ({failed} failed), "
+                          f"{added} articles added")
+    return summary

@@ -1,0 +1,84 @@
+"""`newsbeam stream`: polls of a loopback feed that gains a story between polls, on DirectRunner."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from conftest import Route
+from newsbeam.pipeline.cli import main
+from newsweb import article_page, body_paragraphs, rss
+
+FAST = ["--allow-private-network", "--host-delay", "0", "--retries", "0", "--read-timeout", "2", "--deadline", "5", "-q"]
+
+
+class GrowingFeed:
+    """A feed that has one more story each time it is polled (the first poll sees one)."""
+
+    def __init__(self, web):
+        self.web, self.items, self.polls = web, [], 0
+        web.routes["/grow/feed.xml"] = Route(handler=self.handle)
+
+    def handle(self, request):
+        self.polls += 1
+        i = len(self.items)
+        link = self.web.add(f"/grow/story-{i}.html", article_page(f"Growing story {i}", body_paragraphs(i), f"https://g.example/{i}", "Grow Post"))
+        self.items.append({"title": f"Growing story {i}", "link": link})
+        body = rss("Grow Post", self.items).encode()
+        request.send_response(200)
+        request.send_header("Content-Type", "application/rss+xml")
+        request.send_header("Content-Length", str(len(body)))
+        request.end_headers()
+        request.wfile.write(body)
+
+
+def test_three_polls_write_each_new_article_once_in_readable_files(web, tmp_path, capsys):
+    feed = GrowingFeed(web)
+    feeds = tmp_path / "feeds.txt"
+    feeds.write_text(web.url("/grow/feed.xml") + "\n")
+    out = tmp_path / "data"
+    code = main(["stream", "--feeds", str(feeds), "--out", str(out), "--poll-interval", "0.1", "--max-polls", "3",
+                 "--run-id", "s", *FAST])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "stream s complete: 3 polls (0 failed), 3 articles added" in printed
+    assert feed.polls == 3
+    articles = pd.read_parquet(out / "articles")
+    assert sorted(articles.title) == ["Growing story 0", "Growing story 1", "Growing story 2"]
+    assert articles.url.is_unique and set(articles.run_id) == {"s-p00001", "s-p00002", "s-p00003"}
+    for path in out.rglob("*.parquet"):
+        assert pq.read_metadata(path).num_rows >= 0  # every file has its footer
+    stream = json.loads((out / "runs" / "s.json").read_text())
+    assert [p["run_id"] for p in stream["polls"]] == ["s-p00001", "s-p00002", "s-p00003"]
+    assert [(p["links"]["articles"], p["links"]["already_stored"]) for p in stream["polls"]] == [(1, 0), (1, 1), (1, 2)]
+    assert all((out / "runs" / f"{p['run_id']}.json").is_file() for p in stream["polls"])
+
+
+def test_sigterm_ends_the_stream_after_the_poll_under_way(web, tmp_path, capsys):
+    GrowingFeed(web)
+    feeds = tmp_path / "feeds.txt"
+    feeds.write_text(web.url("/grow/feed.xml") + "\n")
+    out = tmp_path / "data"
+    timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGTERM))  # during the first poll
+    timer.start()
+    try:
+        code = main(["stream", "--feeds", str(feeds), "--out", str(out), "--poll-interval", "60", "--run-id", "t", *FAST])
+    finally:
+        timer.cancel()
+    assert code == 0
+    assert "stream t stopped: 1 polls (0 failed), 1 articles added" in capsys.readouterr().out
+    assert json.loads((out / "runs" / "t.json").read_text())["status"] == "stopped"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is given back
+
+
+def test_stream_refuses_a_remote_runner_in_one_line(tmp_path, capsys):
+    feeds = tmp_path / "feeds.txt"
+    feeds.write_text("http://news.example/feed.xml\n")
+    code = main(["stream", "--feeds", str(feeds), "--out", str(tmp_path / "d"), "--runner", "DataflowRunner"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "newsbeam stream polls with local runs" in err[0]
