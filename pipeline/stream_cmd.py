@@ -39,8 +39,9 @@ def run_stream(config: RunConfig, beam_args: list[str], poll_interval: float, ma
             poll = replace(config, run_id=f"{config.run_id}-p{len(polls) + 1:05d}")
             try:
                 manifest = run_job(poll, beam_args)
-                polls.append({"run_id": poll.run_id, "status": manifest["status"], "links": manifest["links"],
-                              "feeds": manifest["feed_health"]["by_status"]})
+                polls.append({"run_id": poll.run_id, "status": manifest["status"], "started_at": manifest["started_at"],
+                              "seconds": manifest["timings"]["total_seconds"], "links": manifest["links"],
+                              "feeds": manifest["feed_health"]["by_status"], "counts": manifest["counts"]})
                 say(manifest["summary"])
                 failed_in_a_row = 0
             except Exception as exc:  # one bad poll must not end a stream of weeks

@@ -56,6 +56,8 @@ def test_three_polls_write_each_new_article_once_in_readable_files(web, tmp_path
     stream = json.loads((out / "runs" / "s.json").read_text())
     assert [p["run_id"] for p in stream["polls"]] == ["s-p00001", "s-p00002", "s-p00003"]
     assert [(p["links"]["articles"], p["links"]["already_stored"]) for p in stream["polls"]] == [(1, 0), (1, 1), (1, 2)]
+    assert [p["counts"]["pages_fetched"] for p in stream["polls"]] == [1, 1, 1]  # each poll's own counters
+    assert [p["feeds"] for p in stream["polls"]] == [{"ok": 1}] * 3
     assert all((out / "runs" / f"{p['run_id']}.json").is_file() for p in stream["polls"])
 
 
