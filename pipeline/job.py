@@ -18,13 +18,14 @@ from newsbeam.pipeline.progress import ProgressReporter
 from newsbeam.pipeline.runner import is_local, make_runner
 from newsbeam.transforms.dedup import NEAR_LOOKBACK, stored_keys
 from newsbeam.transforms.feed_state import latest_states
+from newsbeam.transforms.sources import spec_problem
 from newsbeam.transforms.stories import MAX_STORY_GAP
 from newsbeam.transforms.metrics import PROGRESS_DIR_ENV
 from newsbeam.transforms.chrome import chrome_from_rows
 from newsbeam.transforms.write import read_key_columns, read_run_state, read_state
 
 
-def load_stored_state(out: str, run_id: str) -> StoredState:
+def load_stored_state(out: str, run_id: str, feed_urls: set | None = None) -> StoredState:
     """Keys of earlier runs' rows (never their text) and the chrome they learned; this run id's own excluded."""
     links, hashes = stored_keys(
         read_key_columns(out, "articles", ["article_id", "url", "canonical_url", "content_hash"], run_id),
@@ -34,7 +35,9 @@ def load_stored_state(out: str, run_id: str) -> StoredState:
     return StoredState(links=links, hashes=hashes, chrome=chrome_from_rows(read_state(out, "chrome", run_id)),
                        signatures=read_state(out, "near", run_id, since=now - NEAR_LOOKBACK),
                        stories=read_state(out, "story", run_id, since=now - MAX_STORY_GAP),
-                       feeds=latest_states(read_state(out, "feeds", run_id)))
+                       # every run keeps a state row for each feed it lists: the last runs' files have them all
+                       feeds=latest_states(read_state(out, "feeds", run_id, newest_first_until=(
+                           ("feed_url", feed_urls) if feed_urls is not None else None))))
 
 
 def _launched(config: RunConfig, options: PipelineOptions, stored: StoredState, result, started_at) -> dict:
@@ -79,7 +82,7 @@ def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: boo
     options = PipelineOptions(beam_args or [])
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    stored = load_stored_state(config.out, config.run_id)
+    stored = load_stored_state(config.out, config.run_id, {spec["url"] for spec in config.feeds if not spec_problem(spec)})
     t_index = time.perf_counter()
 
     show_progress = progress and is_local(options)  # remote runners show their own counters

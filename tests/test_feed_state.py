@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta, timezone
+
+import pytest
 
 from newsbeam.transforms import feed_state as fs
 
@@ -113,3 +116,33 @@ def test_latest_state_per_feed_wins():
     rows = [{"feed_url": URL, "checked_at": T0, "n": 1}, {"feed_url": URL, "checked_at": T0 + timedelta(hours=1), "n": 2},
             {"feed_url": "http://other/", "checked_at": T0, "n": 3}]
     assert {k: v["n"] for k, v in fs.latest_states(rows).items()} == {URL: 2, "http://other/": 3}
+
+
+# Reading the state back: the newest files, not every run's
+
+
+def _write_feed_state(out, run_id, rows, when):
+    from newsbeam.schemas import SCHEMA_VERSION
+    from newsbeam.transforms.write import file_name, state_dir, write_rows
+
+    path = os.path.join(state_dir(str(out), "feeds"), file_name(run_id, 0))
+    write_rows("feeds", path, [{**r, "run_id": run_id, "schema_version": SCHEMA_VERSION} for r in rows])
+    os.utime(path, (when, when))
+    return path
+
+
+def test_a_run_reads_the_newest_feed_state_files_only_as_far_as_it_needs(tmp_path):
+    from newsbeam.pipeline.job import load_stored_state
+
+    other = "http://other.example/feed.xml"
+    _, old = first_fetch()
+    oldest = _write_feed_state(tmp_path, "r1", [old], when=1_000)
+    _, newer = fs.after_success(old, URL, T0 + timedelta(hours=1), status=304, headers={}, body=None)
+    _write_feed_state(tmp_path, "r2", [newer, {**old, "feed_url": other}], when=2_000)
+    with open(oldest, "wb") as f:
+        f.write(b"not parquet any more")  # a run that needs only the newest file never opens this one
+    os.utime(oldest, (1_000, 1_000))  # still the oldest
+    stored = load_stored_state(str(tmp_path), "r3", {URL, other})
+    assert stored.feeds[URL]["last_status"] == fs.NOT_MODIFIED and set(stored.feeds) == {URL, other}
+    with pytest.raises(Exception):  # reading every file does reach it
+        load_stored_state(str(tmp_path), "r3")

@@ -99,44 +99,60 @@ def read_key_columns(out: str, table: str, columns: list[str], exclude_run_id: s
     return _earlier_rows(table_dir(out, table), columns, exclude_run_id)
 
 
-def _earlier_rows(folder: str, columns: list[str], exclude_run_id: str, since=None, schema=None) -> list[dict]:
+def _earlier_rows(folder: str, columns: list[str], exclude_run_id: str, since=None, schema=None,
+                  newest_first_until: tuple[str, set] | None = None) -> list[dict]:
     """`columns` of every row under `folder` written by other runs (with `since`, published since then).
 
     Read through Beam's filesystems, so any of them works (local, gs://, s3://, ...); only the
     columns asked for are read, and with `since` row groups entirely older are skipped. With the
-    schema given, columns added since a file was written read as nulls.
+    schema given, columns added since a file was written read as nulls. With
+    `newest_first_until=(column, values)`, files are read newest first and no further once every
+    value has been seen in `column`: a run's state then costs the files of the last runs, not of all.
     """
     import pyarrow.dataset as ds
 
     keep = ds.field("run_id") != exclude_run_id
     if since is not None:
         keep &= ds.field("published_at") >= since
+    matches = _parquet_matches(folder)
+    if newest_first_until:
+        matches.sort(key=lambda m: m.last_updated_in_seconds, reverse=True)
+        column, missing = newest_first_until[0], set(newest_first_until[1])
     rows: list[dict] = []
-    for path in parquet_files(folder):
-        with FileSystems.open(path, compression_type="uncompressed") as f:
+    for match in matches:
+        with FileSystems.open(match.path, compression_type="uncompressed") as f:
             data = pq.ParquetFile(f)
             present = set(data.schema_arrow.names)
             wanted = [c for c in columns if c in present]
             needed = wanted + [c for c in ("run_id", "published_at") if c in present and c not in wanted]
             table = ds.dataset(pq.read_table(f, columns=needed)).to_table(columns=wanted, filter=keep)
-        for column in columns:
-            if column not in present:  # written before the column existed
-                kind = schema.field(column).type if schema is not None else pa.null()
-                table = table.append_column(pa.field(column, kind), pa.nulls(len(table), type=kind))
+        for column_name in columns:
+            if column_name not in present:  # written before the column existed
+                kind = schema.field(column_name).type if schema is not None else pa.null()
+                table = table.append_column(pa.field(column_name, kind), pa.nulls(len(table), type=kind))
         rows.extend(table.select(columns).to_pylist())
+        if newest_first_until:
+            missing.difference_update(table.column(column).to_pylist())
+            if not missing:
+                break
     return rows
 
 
-def parquet_files(folder: str) -> list[str]:
-    """The Parquet files under `folder`, hidden and temporary ones (names starting with . or _) left out."""
+def _parquet_matches(folder: str) -> list:
+    """Metadata of the Parquet files under `folder`, hidden and temporary ones (names starting with . or _) left out."""
     if not FileSystems.exists(folder):
         return []
     found = []
     for match in FileSystems.match([FileSystems.join(folder, "**")])[0].metadata_list:
         relative = match.path[len(folder):].lstrip("/")
         if match.path.endswith(".parquet") and not any(part.startswith((".", "_")) for part in relative.split("/")):
-            found.append(match.path)
-    return sorted(found)
+            found.append(match)
+    return sorted(found, key=lambda m: m.path)
+
+
+def parquet_files(folder: str) -> list[str]:
+    """The Parquet files under `folder`, hidden and temporary ones left out, by path."""
+    return [m.path for m in _parquet_matches(folder)]
 
 
 class WriteTables(beam.PTransform):
@@ -218,10 +234,12 @@ def state_dir(out: str, name: str) -> str:
     return FileSystems.join(out, "_state", name)
 
 
-def read_state(out: str, name: str, exclude_run_id: str, since=None) -> list[dict]:
-    """State rows earlier runs kept beside the dataset; with `since`, only those published since then."""
+def read_state(out: str, name: str, exclude_run_id: str, since=None, newest_first_until=None) -> list[dict]:
+    """State rows earlier runs kept beside the dataset; with `since`, only those published since then;
+    with `newest_first_until` (column, values), the newest files until every value is seen."""
     columns = [c for c in STATE[name].names if c not in ("run_id", "schema_version")]
-    return _earlier_rows(state_dir(out, name), columns, exclude_run_id, since=since, schema=STATE[name])
+    return _earlier_rows(state_dir(out, name), columns, exclude_run_id, since=since, schema=STATE[name],
+                         newest_first_until=newest_first_until)
 
 
 def read_run_state(out: str, name: str, run_id: str) -> list[dict]:
