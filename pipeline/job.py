@@ -47,30 +47,40 @@ def _launched(config: RunConfig, options: PipelineOptions, stored: StoredState, 
     job_id = getattr(result, "job_id", lambda: None)() if not dry_run else None
     graph = getattr(job, "proto_pipeline", None)
     steps = sum(1 for t in graph.components.transforms.values() if not t.subtransforms) if graph is not None else None
-    manifest = {
+    manifest = _written(config, {
         "status": "dry_run" if dry_run else "submitted",
-        "started_at": started_at.isoformat(),
+        **_about(config, options, stored, started_at),
         "runner": options.view_as(StandardOptions).runner,
         "job_id": job_id,
         "job_transforms": steps,
-        "feeds_list": config.feeds_location,
-        "out": config.out,
-        "options": {"fetch": asdict(config.fetch),
-                    "beam": options.get_all_options(drop_default=True, retain_unknown_options=True)},
-        "feeds": len(config.feeds),
-        "stored_before": _stored_counts(stored),
-    }
-    manifest["path"] = write_manifest(config.out, config.run_id, manifest)
-    manifest["run_id"] = config.run_id
+    })
     what = "built (dry run; nothing submitted)" if dry_run else f"submitted as job {job_id}"
     manifest["summary"] = (f"run {config.run_id}: {len(config.feeds)} feeds, job graph of {steps} transforms {what} "
                            f"on {manifest['runner']}; counts and tables are in the runner's console")
     return manifest
 
 
-def _stored_counts(stored: StoredState) -> dict:
-    return {"links": len(stored.links), "texts": len(stored.hashes), "chrome_sources": len(stored.chrome),
-            "near_signatures": len(stored.signatures), "stories": len(stored.stories), "feed_states": len(stored.feeds)}
+def _about(config: RunConfig, options: PipelineOptions, stored: StoredState, started_at) -> dict:
+    """What every manifest of a run says: when, from which list, into where, with which options, knowing what."""
+    return {
+        "started_at": started_at.isoformat(),
+        "feeds_list": config.feeds_location,
+        "sample": config.sample,
+        "out": config.out,
+        "options": {"fetch": asdict(config.fetch),
+                    "beam": options.get_all_options(drop_default=True, retain_unknown_options=True)},
+        "feeds": len(config.feeds),
+        "stored_before": {"links": len(stored.links), "texts": len(stored.hashes), "chrome_sources": len(stored.chrome),
+                          "near_signatures": len(stored.signatures), "stories": len(stored.stories),
+                          "feed_states": len(stored.feeds)},
+    }
+
+
+def _written(config: RunConfig, manifest: dict) -> dict:
+    """The manifest written to DIR/runs/RUN_ID.json, with its path and run id."""
+    manifest["path"] = write_manifest(config.out, config.run_id, manifest)
+    manifest["run_id"] = config.run_id
+    return manifest
 
 
 def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: bool = False) -> dict:
@@ -104,20 +114,11 @@ def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: boo
     counts, stage_timings = beam_metrics(result)
     tables = written_tables(config.out, config.run_id)
     health = feed_health(read_run_state(config.out, "feeds", config.run_id))
-    manifest = {
+    manifest = _written(config, {
         "status": "complete",
-        "started_at": started_at.isoformat(),
+        **_about(config, options, stored, started_at),
         "finished_at": datetime.now(timezone.utc).isoformat(),
-        "feeds_list": config.feeds_location,
-        "sample": config.sample,
-        "out": config.out,
-        "options": {
-            "fetch": asdict(config.fetch),
-            "beam": options.get_all_options(drop_default=True, retain_unknown_options=True),
-        },
-        "feeds": len(config.feeds),
         "feed_health": health,
-        "stored_before": _stored_counts(stored),
         "counts": counts,
         "links": link_accounting(counts, tables),
         "tables": tables,
@@ -127,8 +128,6 @@ def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: boo
             "total_seconds": round(time.perf_counter() - t0, 3),
             "stages": stage_timings,
         },
-    }
-    manifest["path"] = write_manifest(config.out, config.run_id, manifest)
-    manifest["run_id"] = config.run_id
+    })
     manifest["summary"] = summary_line(manifest)
     return manifest

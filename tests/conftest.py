@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import socket
+import struct
 import threading
 from contextlib import contextmanager
 import time
@@ -76,6 +78,65 @@ class LoopbackWeb:
     def add_gzip(self, path: str, body: bytes, **kwargs) -> str:
         headers = {"Content-Encoding": "gzip", **kwargs.pop("headers", {})}
         return self.add(path, gzip.compress(body), headers=headers, **kwargs)
+
+
+def respond(request, status: int, body: bytes = b"", headers: dict | None = None) -> None:
+    """Write one whole response from a route handler: status, headers, Content-Length, body."""
+    request.send_response(status)
+    for name, value in {**(headers or {}), "Content-Length": str(len(body))}.items():
+        request.send_header(name, value)
+    request.end_headers()
+    request.wfile.write(body)
+
+
+def respond_with_etag(request, etag: str, body: bytes, headers: dict | None = None) -> None:
+    """304 when the request's If-None-Match is `etag`, else 200 with the body; the ETag either way."""
+    if request.headers.get("If-None-Match") == etag:
+        respond(request, 304, headers={"ETag": etag})
+    else:
+        respond(request, 200, body, {**(headers or {}), "ETag": etag})
+
+
+def flaky(failures: list[tuple[int, dict]], body: bytes = b"finally", content_type: str = "text/html; charset=utf-8"):
+    """A route handler that answers with each (status, headers) of `failures` in turn, then 200 `body`.
+
+    A status of 0 drops the connection instead (a TCP reset). `handler.calls` counts the requests.
+    """
+    calls = []
+
+    def handler(request):
+        calls.append(request.path)
+        status, headers = failures[len(calls) - 1] if len(calls) <= len(failures) else (200, {"Content-Type": content_type})
+        if status == 0:
+            reset_connection(request)
+        else:
+            respond(request, status, body if status == 200 else b"try later", headers)
+
+    handler.calls = calls
+    return handler
+
+
+def reset_connection(request) -> None:
+    """Drop the connection with a TCP reset and send nothing."""
+    request.close_connection = True
+    request.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    request.connection.close()
+
+
+def open_ended(write, content_type: str = "text/plain"):
+    """A route handler: headers without Content-Length, then `write(wfile)`, then close."""
+
+    def handler(request):
+        request.close_connection = True
+        try:
+            request.send_response(200)
+            request.send_header("Content-Type", content_type)
+            request.end_headers()
+            write(request.wfile)
+        except OSError:  # the client went away: what these routes are for
+            pass
+
+    return handler
 
 
 @contextmanager

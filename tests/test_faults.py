@@ -10,8 +10,6 @@ unbounded read of the bomb or the big page would take.
 from __future__ import annotations
 
 import os
-import socket
-import struct
 import subprocess
 import sys
 import time
@@ -20,7 +18,7 @@ import zlib
 import pandas as pd
 import pytest
 
-from conftest import Route
+from conftest import Route, flaky, open_ended, reset_connection
 from newsweb import article_page, body_paragraphs, rss
 
 MB = 1024 * 1024
@@ -40,54 +38,17 @@ def entity_bomb_feed(link: str) -> str:
             f"<item><title>Laughs</title><link>{link}</link></item></channel></rss>")
 
 
-def once_then(first: tuple[int, dict], page: str):
-    """A handler that answers `first` (status, headers) to the first request, then the page."""
-    calls = []
-
-    def handler(request):
-        calls.append(1)
-        status, headers = first if len(calls) == 1 else (200, {"Content-Type": "text/html; charset=utf-8"})
-        body = page.encode() if status == 200 else b"busy"
-        request.send_response(status)
-        for name, value in {**headers, "Content-Length": str(len(body))}.items():
-            request.send_header(name, value)
-        request.end_headers()
-        request.wfile.write(body)
-
-    return handler
+def endless(wfile):
+    for _ in range(600):
+        wfile.write(b"<p>still going</p>")
+        wfile.flush()
+        time.sleep(0.1)
 
 
-def reset(request):
-    request.close_connection = True
-    request.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    request.connection.close()
-
-
-def endless(request):
-    request.close_connection = True
-    request.send_response(200)
-    request.send_header("Content-Type", "text/html")
-    request.end_headers()
-    try:
-        for _ in range(600):
-            request.wfile.write(b"<p>still going</p>")
-            request.wfile.flush()
-            time.sleep(0.1)
-    except OSError:
-        pass
-
-
-def huge(request):
-    request.close_connection = True
-    request.send_response(200)
-    request.send_header("Content-Type", "text/html")
-    request.end_headers()
-    try:
-        request.wfile.write(b"<html><body>")
-        for _ in range(50):
-            request.wfile.write(b"<p>" + b"x" * (MB - 7) + b"</p>")
-    except OSError:
-        pass
+def huge(wfile):
+    wfile.write(b"<html><body>")
+    for _ in range(50):
+        wfile.write(b"<p>" + b"x" * (MB - 7) + b"</p>")
 
 
 @pytest.fixture(scope="module")
@@ -104,15 +65,15 @@ def hostile_run(module_web, tmp_path_factory):
 
     link("/f/ok.html", "article", body=page(0).encode())
     link("/f/slow-headers.html", "timeout", body=page(1).encode(), delay=2.5)
-    link("/f/slow-body.html", "timeout", handler=endless)
-    link("/f/reset.html", "connection_error", handler=reset)
-    link("/f/429.html", "article", handler=once_then((429, {"Retry-After": "1"}), page(2)))
-    link("/f/503.html", "article", handler=once_then((503, {}), page(3)))
+    link("/f/slow-body.html", "timeout", handler=open_ended(endless, "text/html"))
+    link("/f/reset.html", "connection_error", handler=reset_connection)
+    link("/f/429.html", "article", handler=flaky([(429, {"Retry-After": "1"})], page(2).encode()))
+    link("/f/503.html", "article", handler=flaky([(503, {})], page(3).encode()))
     link("/f/loop-a.html", "redirect_loop", status=302, headers={"Location": "/f/loop-b.html"})
     web.routes["/f/loop-b.html"] = Route(status=302, headers={"Location": "/f/loop-a.html"})
     link("/f/metadata.html", "private_address", status=302, headers={"Location": "http://169.254.169.254/latest/meta-data/"})
     link("/f/bomb.html", "too_large", body=gzip_bomb(BOMB_BYTES), headers={"Content-Encoding": "gzip", "Connection": "close"})
-    link("/f/huge.html", "too_large", handler=huge)
+    link("/f/huge.html", "too_large", handler=open_ended(huge, "text/html"))
     link("/f/report.pdf", "unsupported_content_type", body=b"%PDF-1.7 " + os.urandom(2048), content_type="application/pdf")
     bad_utf8 = page(4).replace("</article>", "<p>Broken byte here: \x00MARK</p></article>").encode().replace(b"\x00MARK", b"\xff\xfe!")
     link("/f/bad-utf8.html", "article", body=bad_utf8)

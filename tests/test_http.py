@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import socket
-import struct
 import time
 import tracemalloc
 import zlib
 
 import pytest
 
-from conftest import Route
+from conftest import Route, flaky, open_ended, respond, respond_with_etag
 from newsbeam.transforms.http import (
     AddressRefused,
     FetchError,
@@ -46,22 +45,6 @@ def fetch_error(client, url) -> FetchError:
     return info.value
 
 
-def open_ended(write):
-    """A route handler: headers without Content-Length, then `write(wfile)`, then close."""
-
-    def handler(request):
-        request.close_connection = True
-        try:
-            request.send_response(200)
-            request.send_header("Content-Type", "text/plain")
-            request.end_headers()
-            write(request.wfile)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-    return handler
-
-
 def chunks(count, size=64 * 1024):
     return lambda wfile: [wfile.write(b"y" * size) for _ in range(count)]
 
@@ -75,14 +58,7 @@ def trickle(wfile, seconds, every=0.2):
 
 
 def echo_header(name):
-    def handler(request):
-        body = (request.headers.get(name) or "").encode()
-        request.send_response(200)
-        request.send_header("Content-Length", str(len(body)))
-        request.end_headers()
-        request.wfile.write(body)
-
-    return handler
+    return lambda request: respond(request, 200, (request.headers.get(name) or "").encode())
 
 
 # Success
@@ -313,24 +289,6 @@ def test_file_over_the_cap(client, tmp_path):
 # Retries
 
 
-def flaky(failures: list[tuple[int, dict]], body=b"finally"):
-    """A route handler that answers with each (status, headers) of `failures` in turn, then 200 `body`."""
-    calls = []
-
-    def handler(request):
-        calls.append(request.path)
-        status, headers = failures[len(calls) - 1] if len(calls) <= len(failures) else (200, {})
-        payload = body if status == 200 else b"try later"
-        request.send_response(status)
-        for name, value in {**headers, "Content-Length": str(len(payload))}.items():
-            request.send_header(name, value)
-        request.end_headers()
-        request.wfile.write(payload)
-
-    handler.calls = calls
-    return handler
-
-
 def retrying_client(sleeps, **settings):
     return HttpClient(FetchSettings(**{**FAST.__dict__, "retries": 3, "backoff": 0.4, **settings}), sleep=sleeps.append)
 
@@ -379,28 +337,8 @@ def test_persistent_5xx_gives_up_after_the_retries(web):
     assert (error.http_status, error.attempts, len(handler.calls), len(sleeps)) == (502, 3, 3, 2)
 
 
-def reset_then(body: bytes, resets: int):
-    """A handler that drops the first `resets` connections (RST, no response), then answers."""
-    calls = []
-
-    def handler(request):
-        calls.append(1)
-        if len(calls) <= resets:
-            request.close_connection = True
-            request.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            request.connection.close()
-            return
-        request.send_response(200)
-        request.send_header("Content-Length", str(len(body)))
-        request.end_headers()
-        request.wfile.write(body)
-
-    handler.calls = calls
-    return handler
-
-
 def test_connection_reset_is_retried(web):
-    handler = reset_then(b"after reset", resets=1)
+    handler = flaky([(0, {})], body=b"after reset")
     web.routes["/retry/reset"] = Route(handler=handler)
     sleeps = []
     response = retrying_client(sleeps).get(web.url("/retry/reset"))
@@ -470,19 +408,7 @@ def test_guard_lets_public_addresses_through():
 
 
 def conditional(etag: str, body: bytes):
-    def handler(request):
-        if request.headers.get("If-None-Match") == etag:
-            request.send_response(304)
-            request.send_header("ETag", etag)
-            request.end_headers()
-            return
-        request.send_response(200)
-        request.send_header("ETag", etag)
-        request.send_header("Content-Length", str(len(body)))
-        request.end_headers()
-        request.wfile.write(body)
-
-    return handler
+    return lambda request: respond_with_etag(request, etag, body)
 
 
 def test_conditional_request_gets_304_with_an_empty_body(web, client):

@@ -8,7 +8,7 @@ import json
 
 import pandas as pd
 
-from conftest import Route
+from conftest import Route, respond_with_etag
 from newsbeam.pipeline.cli import main
 from newsbeam.pipeline.config import RunConfig
 from newsbeam.pipeline.job import run_job
@@ -39,19 +39,8 @@ class ETagFeed:
 
     def handle(self, request):
         body = rss(self.title, self.items).encode()
-        etag = '"' + hashlib.sha1(body).hexdigest()[:12] + '"'
         self.seen.append(request.headers.get("If-None-Match"))
-        if request.headers.get("If-None-Match") == etag:
-            request.send_response(304)
-            request.send_header("ETag", etag)
-            request.end_headers()
-            return
-        request.send_response(200)
-        request.send_header("Content-Type", "application/rss+xml")
-        request.send_header("ETag", etag)
-        request.send_header("Content-Length", str(len(body)))
-        request.end_headers()
-        request.wfile.write(body)
+        respond_with_etag(request, '"' + hashlib.sha1(body).hexdigest()[:12] + '"', body, {"Content-Type": "application/rss+xml"})
 
 
 def run(feeds_file, out, run_id, settings=LOCAL):

@@ -10,7 +10,7 @@ import threading
 import pandas as pd
 import pyarrow.parquet as pq
 
-from conftest import Route
+from conftest import Route, respond
 from newsbeam.pipeline.cli import main
 from newsweb import article_page, body_paragraphs, rss
 
@@ -29,12 +29,7 @@ class GrowingFeed:
         i = len(self.items)
         link = self.web.add(f"/grow/story-{i}.html", article_page(f"Growing story {i}", body_paragraphs(i), f"https://g.example/{i}", "Grow Post"))
         self.items.append({"title": f"Growing story {i}", "link": link})
-        body = rss("Grow Post", self.items).encode()
-        request.send_response(200)
-        request.send_header("Content-Type", "application/rss+xml")
-        request.send_header("Content-Length", str(len(body)))
-        request.end_headers()
-        request.wfile.write(body)
+        respond(request, 200, rss("Grow Post", self.items).encode(), {"Content-Type": "application/rss+xml"})
 
 
 def test_three_polls_write_each_new_article_once_in_readable_files(web, tmp_path, capsys):

@@ -99,7 +99,7 @@ def parse_feed(
         raise FeedError("sitemap_index", "a sitemap index; its sitemaps are read one by one")
     else:
         return _parse_syndication(body, feed_url, spec, content_type, base_url)
-    return (entries[: spec["max_entries"]] if spec.get("max_entries") else entries), []
+    return newest(entries, spec), []
 
 
 def _parse_syndication(body, feed_url, spec, content_type, base_url):
@@ -118,8 +118,13 @@ def _parse_syndication(body, feed_url, spec, content_type, base_url):
     feed = parsed.feed
     source = _source(spec, feed.get("title"), feed_url)
     language = spec.get("language") or feed.get("language")
-    items = parsed.entries[: spec["max_entries"]] if spec.get("max_entries") else parsed.entries
+    items = newest(parsed.entries, spec)
     return [_entry(item, feed_url, base_url, source, language) for item in items], warnings
+
+
+def newest(entries: list, spec: dict) -> list:
+    """The first `max_entries` entries (feeds list their newest first), or all."""
+    return entries[: spec["max_entries"]] if spec.get("max_entries") else entries
 
 
 def _source(spec: dict, title: str | None, feed_url: str) -> str:
@@ -405,7 +410,7 @@ class _PollFeedsFn(PooledFetchFn):
             warnings.extend(said)
         if not entries and warnings:
             raise FeedError("sitemap_index", "; ".join(warnings)[:1000])
-        return (entries[: spec["max_entries"]] if spec.get("max_entries") else entries), warnings, b"\0".join(bodies)
+        return newest(entries, spec), warnings, b"\0".join(bodies)
 
     def emit(self, spec, outcome):
         url = spec["url"]

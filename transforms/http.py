@@ -13,6 +13,7 @@ the errors table.
 
 from __future__ import annotations
 
+import codecs
 import email.utils
 import ipaddress
 import random
@@ -333,11 +334,11 @@ class BoundedDecoder:
         self.limit, self.url, self.status = limit, url, status
         self.size = 0
         self.parts: list[bytes] = []
+        self._raw_fallback = encoding == "deflate"  # some servers send raw deflate without the zlib header
         if encoding in ("gzip", "x-gzip"):
             self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
         elif encoding == "deflate":
             self._zlib = zlib.decompressobj()
-            self._raw_fallback = True  # some servers send raw deflate without the zlib header
         elif encoding in ("", "identity"):
             self._zlib = None
         else:
@@ -348,7 +349,7 @@ class BoundedDecoder:
         if self._zlib is None:
             self._keep(data)
             return
-        if self._first and getattr(self, "_raw_fallback", False) and data[:1] and (data[0] & 0x0F) != 8:
+        if self._first and self._raw_fallback and data[:1] and (data[0] & 0x0F) != 8:
             self._zlib = zlib.decompressobj(-zlib.MAX_WBITS)
         self._first = False
         try:
@@ -398,8 +399,6 @@ def decode_html(body: bytes, content_type: str = "") -> tuple[str, str]:
 
 
 def _codec(name: str) -> str | None:
-    import codecs
-
     try:
         codec = codecs.lookup(name.strip().lower()).name
     except LookupError:
