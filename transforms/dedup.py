@@ -34,9 +34,12 @@ from __future__ import annotations
 import zlib
 from array import array
 from datetime import datetime, timedelta, timezone
+from functools import partial
 from itertools import chain
 
 import apache_beam as beam
+from apache_beam.transforms.window import IntervalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
 
 from newsbeam.transforms.metrics import count
 from newsbeam.transforms.normalise import canonical_url
@@ -334,6 +337,9 @@ class Decisions(beam.PTransform):
     is an article of its own story. 'near_state' and 'story_state': (block, rows) of the articles
     kept, for later runs (rows spilled to a file when the block's records were).
 
+    The tiers work within each window of their input (one window in a batch run, a poll's window in
+    the streaming job); an empty window gives no decisions.
+
     Everything that crosses a grouping moves in batches (per shard of a key, per time block),
     so a million documents make thousands of elements, not millions: local runners pay for each.
     """
@@ -352,18 +358,18 @@ class Decisions(beam.PTransform):
             records["near"]
             | "GroupNearBlocks" >> beam.GroupByKey()
             | "VerifyPairs" >> beam.Map(lambda block, dropped: block_copies(_members(block[1], dropped, 1)),
-                                        beam.pvalue.AsDict(early_pairs))
-            | "AllPairs" >> beam.combiners.ToList()
+                                        as_dict(early_pairs))
+            | "AllPairs" >> beam.combiners.ToList().without_defaults()
             | "PickCopies" >> beam.Map(lambda pairs: [(copy, ("near", kept, sim))
                                                       for copy, kept, sim in assign_copies(chain.from_iterable(pairs))])
         )
-        dropped = beam.pvalue.AsDict((early_pairs, near | "NearPairs" >> beam.FlatMap(list)) | "Copies" >> beam.Flatten())
+        dropped = as_dict((early_pairs, near | "NearPairs" >> beam.FlatMap(list)) | "Copies" >> beam.Flatten())
         joined = (
             records["story"]
             | "GroupStoryBlocks" >> beam.GroupByKey()
             | "StoryLinks" >> beam.Map(lambda block, dropped: (block[0], block_story_links(_members(block[1], dropped, 0))),
                                        dropped)
-            | "AllLinks" >> beam.combiners.ToList()
+            | "AllLinks" >> beam.combiners.ToList().without_defaults()
             | "FollowLinks" >> beam.FlatMap(follow_links)
         )
         stories = joined | "StoryDecisions" >> beam.Map(lambda batch: [(ref, ("story", story, None)) for ref, story in batch[1]])
@@ -375,6 +381,26 @@ class Decisions(beam.PTransform):
         )
         decisions = (early, near, stories) | "AllDecisions" >> beam.Flatten()
         return {"decisions": decisions, "near_state": near_state, "story_state": story_state}
+
+
+def as_dict(pcoll) -> beam.pvalue.AsDict:
+    """`pcoll` as a dict side input, in each window of the main input (a poll's window in the streaming job).
+
+    Beam 2.77's local streaming runner maps the window of a bundle's last element onto the side
+    input's windows, and an empty bundle has none: the mapping raised AttributeError in the
+    runner's thread and the job never ended. An empty bundle reads no side input, so any
+    window will do; the earliest is ready at once. Other runners never map a missing window.
+    """
+    view = beam.pvalue.AsDict(pcoll)
+    view._window_mapping_fn = partial(_window_or_earliest, view._window_mapping_fn)
+    return view
+
+
+def _window_or_earliest(mapping, window):
+    return mapping(window) if window is not None else _EARLIEST_WINDOW
+
+
+_EARLIEST_WINDOW = IntervalWindow(MIN_TIMESTAMP, MIN_TIMESTAMP + 1)
 
 
 class _KeepOneFn(beam.DoFn):
@@ -471,7 +497,7 @@ class Dedup(beam.PTransform):
             "near": (new_near, stored_near) | "AllNear" >> beam.Flatten() | "NearBlocks" >> beam.FlatMap(lambda r: near_blocks([r])),
             "story": (new_story, stored_story) | "AllStory" >> beam.Flatten() | "StoryBlocks" >> beam.FlatMap(lambda r: story_blocks([r])),
         } | "Tiers" >> Decisions()
-        decisions = beam.pvalue.AsDict(decided["decisions"] | "EachDecision" >> beam.FlatMap(list))
+        decisions = as_dict(decided["decisions"] | "EachDecision" >> beam.FlatMap(list))
         rows = described | "Apply" >> beam.ParDo(_ApplyFn(), decisions).with_outputs("duplicates", main="articles")
         duplicates = (new.duplicates, rows.duplicates) | "AllDuplicates" >> beam.Flatten()
         return {"articles": rows.articles, "duplicates": duplicates,

@@ -22,3 +22,6 @@ def fail_entries(entries, stage: str, error: str, message: str, http_status: int
 
 def internal_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
+
+
+FEED_STAGES = ("read_sources", "fetch_feed", "parse_feed")  # errors of a feed; the other stages' are of an entry

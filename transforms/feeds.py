@@ -330,11 +330,13 @@ class FetchFeeds(beam.PTransform):
             specs
             | "KeyByHost" >> beam.Map(lambda spec: (host_of(spec["url"]), spec))
             | "GroupByHost" >> beam.GroupByKey()
-            | "PollFeeds" >> beam.ParDo(_PollFeedsFn(self._settings)).with_outputs(ERRORS, FEED_STATE, main="entries")
+            | "PollFeeds" >> beam.ParDo(PollFeeds(self._settings)).with_outputs(ERRORS, FEED_STATE, main="entries")
         )
 
 
-class _PollFeedsFn(PooledFetchFn):
+class PollFeeds(PooledFetchFn):
+    """Polls feeds in a pool (FetchFeeds), or one at a time through `fetch` and `emit` (the streaming job)."""
+
     def requests(self, element):
         host, specs = element
         for spec in specs:

@@ -114,9 +114,13 @@ class PooledFetchFn(beam.DoFn):
         self._done = None
 
     def setup(self):
+        self.open_client()
+        self._pool = Dispatcher(self._settings.max_connections, self._settings.per_host)
+
+    def open_client(self):
+        """The HTTP client alone, for a caller that fetches on its own thread (no pool)."""
         s = self._settings
         self._client = HttpClient(s, gate=shared_gate(s.per_host, s.host_delay))
-        self._pool = Dispatcher(s.max_connections, s.per_host)
 
     def teardown(self):
         if self._pool:

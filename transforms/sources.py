@@ -179,16 +179,23 @@ def _parse_mapping(data, location: str) -> list[dict]:
 
 
 class ReadSources(beam.PTransform):
-    """Feed specs -> the usable specs, spread over workers; unusable ones go to the `errors` output."""
+    """Feed specs -> the usable specs, spread over workers; unusable ones go to the `errors` output.
+
+    Applied to a pipeline, the specs come once; applied to a PCollection of poll ticks (the
+    streaming job), they come again on each tick, in its window.
+    """
 
     def __init__(self, specs: list[dict]):
         super().__init__()
         self._specs = specs
 
-    def expand(self, pbegin):
+    def expand(self, start):
+        if isinstance(start, beam.pvalue.PBegin):
+            listed = start | "ListFeeds" >> beam.Create(self._specs)
+        else:
+            listed = start | "ListFeedsEachPoll" >> beam.FlatMap(lambda _tick, specs: specs, self._specs)
         return (
-            pbegin
-            | "ListFeeds" >> beam.Create(self._specs)
+            listed
             | "CheckFeedSpecs" >> beam.ParDo(_CheckSpec()).with_outputs(ERRORS, main="feeds")
         )
 

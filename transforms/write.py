@@ -16,6 +16,7 @@ import pickle
 import posixpath
 import re
 import uuid
+from functools import partial
 from datetime import datetime, timezone
 
 import apache_beam as beam
@@ -156,29 +157,48 @@ def parquet_files(folder: str) -> list[str]:
 
 
 class WriteTables(beam.PTransform):
-    """{'articles': rows, 'duplicates': rows, 'errors': rows} -> written files; then stale files removed."""
+    """{'articles': rows, 'duplicates': rows, 'errors': rows} -> written files; then stale files removed.
 
-    def __init__(self, out: str, run_id: str):
+    With `per_window` (the streaming job), each window of the input is written as a run of its own,
+    run id `window_run_id(run_id, window)`, and the file infos come out in their windows; the caller
+    closes each window (removes its stale files, writes its manifest) when all its files are in.
+    """
+
+    def __init__(self, out: str, run_id: str, per_window: bool = False):
         super().__init__()
         self._out = out
         self._run_id = run_id
+        self._per_window = per_window
 
     def expand(self, tables: dict):
+        run_id_in = partial(_run_id_in, self._run_id, self._per_window)
         written = []
         for table, rows in tables.items():
             written.append(
                 rows
-                | f"Stamp{table.title()}" >> beam.Map(_stamp, self._run_id, table)
+                | f"Stamp{table.title()}" >> beam.ParDo(_StampFn(run_id_in, table))
                 | f"Partition{table.title()}" >> beam.Map(lambda row, t=table: (partition_of(t, row), row))
                 | f"Group{table.title()}" >> beam.GroupByKey()
-                | f"Write{table.title()}" >> beam.ParDo(_WritePartitionFn(self._out, self._run_id, table))
+                | f"Write{table.title()}" >> beam.ParDo(_WritePartitionFn(self._out, run_id_in, table))
             )
+        files = written | "AllFiles" >> beam.Flatten()
+        if self._per_window:
+            return files
         return (
-            written
-            | "AllFiles" >> beam.Flatten()
+            files
             | "ListFiles" >> beam.combiners.ToList()
             | "RemoveStaleFiles" >> beam.Map(remove_stale, self._out, self._run_id, list(tables))
         )
+
+
+
+def _run_id_in(run_id: str, per_window: bool, window) -> str:
+    return window_run_id(run_id, window) if per_window else run_id
+
+
+def window_run_id(stream_id: str, window) -> str:
+    """The run id of a streaming job's window: the job's, and when the window starts (UTC)."""
+    return f"{stream_id}-w{window.start.to_utc_datetime():%Y%m%dT%H%M%SZ}"
 
 
 def _stamp(row: dict, run_id: str, table: str) -> dict:
@@ -188,24 +208,30 @@ def _stamp(row: dict, run_id: str, table: str) -> dict:
     return row
 
 
-class _WritePartitionFn(beam.DoFn):
-    def __init__(self, out: str, run_id: str, table: str):
-        self._out, self._run_id, self._table = out, run_id, table
+class _StampFn(beam.DoFn):
+    def __init__(self, run_id_in, table: str):
+        self._run_id_in, self._table = run_id_in, table
 
-    def process(self, keyed):
+    def process(self, row, window=beam.DoFn.WindowParam):
+        yield _stamp(row, self._run_id_in(window), self._table)
+
+
+class _WritePartitionFn(beam.DoFn):
+    def __init__(self, out: str, run_id_in, table: str):
+        self._out, self._run_id_in, self._table = out, run_id_in, table
+
+    def process(self, keyed, window=beam.DoFn.WindowParam):
         day, rows = keyed
+        run_id = self._run_id_in(window)
         folder = FileSystems.join(table_dir(self._out, self._table), f"{PARTITION_COLUMN}={day}")
         chunk, batch = 0, []
         for row in rows:
             batch.append(row)
             if len(batch) == ROWS_PER_FILE:
-                yield self._write(folder, chunk, batch)
+                yield write_rows(self._table, FileSystems.join(folder, file_name(run_id, chunk)), batch)
                 chunk, batch = chunk + 1, []
         if batch:
-            yield self._write(folder, chunk, batch)
-
-    def _write(self, folder: str, chunk: int, batch: list[dict]) -> dict:
-        return write_rows(self._table, FileSystems.join(folder, file_name(self._run_id, chunk)), batch)
+            yield write_rows(self._table, FileSystems.join(folder, file_name(run_id, chunk)), batch)
 
 
 def write_rows(table: str, path: str, rows: list[dict]) -> dict:
@@ -282,27 +308,39 @@ class WriteState(beam.PTransform):
 
     The near and story tiers key their state by time block, so no worker holds more than a
     block's rows; a rerun of the run id replaces its own files and leaves other runs' alone.
+    With `per_window`, as WriteTables: a run per window, the file infos returned in their windows.
     """
 
-    def __init__(self, out: str, run_id: str, name: str):
+    def __init__(self, out: str, run_id: str, name: str, per_window: bool = False):
         super().__init__()
-        self._out, self._run_id, self._name = out, run_id, name
+        self._out, self._run_id, self._name, self._per_window = out, run_id, name, per_window
 
     def expand(self, batches):
-        return (
+        files = (
             batches
             | "Group" >> beam.GroupByKey()
-            | "WriteFile" >> beam.Map(self._write)
+            | "WriteFile" >> beam.ParDo(_WriteStateFn(self._out, self._name, partial(_run_id_in, self._run_id, self._per_window)))
+        )
+        if self._per_window:
+            return files
+        return (
+            files
             | "ListFiles" >> beam.combiners.ToList()
             | "RemoveStale" >> beam.Map(lambda files: _delete_unwritten([state_dir(self._out, self._name)], self._run_id, files))
         )
 
-    def _write(self, keyed) -> dict:
+
+class _WriteStateFn(beam.DoFn):
+    def __init__(self, out: str, name: str, run_id_in):
+        self._out, self._name, self._run_id_in = out, name, run_id_in
+
+    def process(self, keyed, window=beam.DoFn.WindowParam):
         key, batches = keyed
-        rows = [_stamp(row, self._run_id, self._name) for batch in batches for row in unspill(batch)]
-        path = FileSystems.join(state_dir(self._out, self._name), file_name(self._run_id, key))
+        run_id = self._run_id_in(window)
+        rows = [_stamp(row, run_id, self._name) for batch in batches for row in unspill(batch)]
+        path = FileSystems.join(state_dir(self._out, self._name), file_name(run_id, key))
         write_file(path, parquet_bytes(to_arrow(self._name, rows)), len(rows))
-        return {"table": f"_state/{self._name}", "path": path, "rows": len(rows)}
+        yield {"table": f"_state/{self._name}", "path": path, "rows": len(rows)}
 
 
 def write_json(path: str, payload: dict) -> None:
