@@ -7,6 +7,7 @@ import contextlib
 import io
 import logging
 import sys
+from datetime import timedelta
 
 from newsbeam.transforms.http import DEFAULT_USER_AGENT, FetchSettings
 
@@ -96,6 +97,8 @@ def _add_run_options(command: argparse.ArgumentParser) -> None:
 
 
 def make_parser() -> argparse.ArgumentParser:
+    from newsbeam.transforms.remember import REMEMBER
+
     parser = _Parser(
         prog="newsbeam",
         description="News ingestion on Apache Beam: feeds to clean, deduplicated, Hive-partitioned Parquet.",
@@ -115,14 +118,18 @@ def make_parser() -> argparse.ArgumentParser:
     stream = sub.add_parser(
         "stream",
         help="poll feeds again and again into the same dataset",
-        description="Poll the feeds every --poll-interval seconds, each poll a run of the batch pipeline into --out "
-        "(conditional GET, links already stored skipped), until --max-polls or Ctrl-C / SIGTERM. "
-        "Any other --option is passed to Apache Beam.",
+        description="Poll the feeds every --poll-interval seconds into --out (conditional GET, links already seen "
+        "skipped), until --max-polls or Ctrl-C / SIGTERM. Locally each poll is a run of the batch pipeline; with "
+        "--runner DataflowRunner the streaming job is submitted (a window and a manifest per poll, what earlier "
+        "polls saw kept in state for --remember-days). Any other --option is passed to Apache Beam.",
     )
     _add_run_options(stream)
     stream.add_argument("--poll-interval", type=_positive(float), default=900.0, metavar="S",
                         help="seconds from the start of one poll to the start of the next (default 900)")
     stream.add_argument("--max-polls", type=_positive(int), metavar="N", help="stop after N polls (default: run until stopped)")
+    stream.add_argument("--remember-days", type=_positive(float), default=REMEMBER.days, metavar="D",
+                        help=f"streaming job: forget a link or text D days after it was last seen (default {REMEMBER.days}); "
+                        "longer than your feeds list a link")
     extract = sub.add_parser(
         "extract",
         help="show what the pipeline extracts from HTML files, as JSON lines",
@@ -244,12 +251,17 @@ def _run(args, beam_args) -> int:
 
 
 def _stream(args, beam_args) -> int:
-    from newsbeam.pipeline.runner import RunnerError, is_local
-    from newsbeam.pipeline.stream_cmd import run_stream
+    from newsbeam.pipeline.runner import is_local
+    from newsbeam.pipeline.stream_cmd import run_stream, submit_stream
 
     config, say = _run_config(args, beam_args)
     if not is_local(check_beam_args(beam_args)):
-        raise RunnerError("newsbeam stream polls with local runs; for Dataflow, schedule newsbeam run (see deploy/README.md)")
+        say(f"newsbeam: stream {config.run_id}: {len(config.feeds)} feeds -> {config.out}, a poll every "
+            f"{args.poll_interval:g} s, as a streaming job")
+        manifest = submit_stream(config, beam_args, args.poll_interval, args.max_polls, timedelta(days=args.remember_days))
+        print(manifest["summary"])
+        print(f"manifest: {manifest['path']}")
+        return 0
     say(f"newsbeam: stream {config.run_id}: {len(config.feeds)} feeds -> {config.out}, a poll every {args.poll_interval:g} s"
         + (f", {args.max_polls} polls" if args.max_polls else " until stopped"))
     summary = run_stream(config, beam_args, args.poll_interval, args.max_polls, say)

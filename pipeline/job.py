@@ -40,8 +40,15 @@ def load_stored_state(out: str, run_id: str, feed_urls: set | None = None) -> St
                            ("feed_url", feed_urls) if feed_urls is not None else None))))
 
 
-def _launched(config: RunConfig, options: PipelineOptions, stored: StoredState, result, started_at) -> dict:
-    """The manifest of a job handed to a remote runner and not waited for (or only built, with --dry_run)."""
+def stored_for(config: RunConfig) -> StoredState:
+    """What earlier runs stored for this run's dataset and its listed feeds."""
+    return load_stored_state(config.out, config.run_id, {spec["url"] for spec in config.feeds if not spec_problem(spec)})
+
+
+def launched_manifest(config: RunConfig, options: PipelineOptions, stored: StoredState, result, started_at, kind: str = "run",
+                      about: dict | None = None, then: str = "counts and tables are in the runner's console") -> dict:
+    """The manifest of a job handed to a remote runner and not waited for (or only built, with --dry_run);
+    `about` adds what is particular to the kind of job, `then` where its results will be."""
     dry_run = bool(options.view_as(TestOptions).dry_run)
     job = getattr(result, "job", None)
     job_id = getattr(result, "job_id", lambda: None)() if not dry_run else None
@@ -49,14 +56,16 @@ def _launched(config: RunConfig, options: PipelineOptions, stored: StoredState, 
     steps = sum(1 for t in graph.components.transforms.values() if not t.subtransforms) if graph is not None else None
     manifest = _written(config, {
         "status": "dry_run" if dry_run else "submitted",
+        "kind": kind,
         **_about(config, options, stored, started_at),
+        **(about or {}),
         "runner": options.view_as(StandardOptions).runner,
         "job_id": job_id,
         "job_transforms": steps,
     })
     what = "built (dry run; nothing submitted)" if dry_run else f"submitted as job {job_id}"
-    manifest["summary"] = (f"run {config.run_id}: {len(config.feeds)} feeds, job graph of {steps} transforms {what} "
-                           f"on {manifest['runner']}; counts and tables are in the runner's console")
+    manifest["summary"] = (f"{kind} {config.run_id}: {len(config.feeds)} feeds, job graph of {steps} transforms {what} "
+                           f"on {manifest['runner']}; {then}")
     return manifest
 
 
@@ -92,7 +101,7 @@ def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: boo
     options = PipelineOptions(beam_args or [])
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    stored = load_stored_state(config.out, config.run_id, {spec["url"] for spec in config.feeds if not spec_problem(spec)})
+    stored = stored_for(config)
     t_index = time.perf_counter()
 
     show_progress = progress and is_local(options)  # remote runners show their own counters
@@ -109,7 +118,7 @@ def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: boo
             os.environ.pop(PROGRESS_DIR_ENV, None)
     t_pipeline = time.perf_counter()
     if not is_local(options) and (not config.wait or options.view_as(TestOptions).dry_run):
-        return _launched(config, options, stored, result, started_at)
+        return launched_manifest(config, options, stored, result, started_at)
 
     counts, stage_timings = beam_metrics(result)
     tables = written_tables(config.out, config.run_id)

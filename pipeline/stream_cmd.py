@@ -1,4 +1,12 @@
-"""`newsbeam stream`: poll the feeds again and again into one dataset, each poll a batch run.
+"""`newsbeam stream`: poll the feeds again and again into one dataset.
+
+With a remote runner (Dataflow) it submits the streaming job (pipeline/streaming.py): Beam's
+PeriodicImpulse starts the polls, keyed state that expires remembers what earlier polls saw,
+each poll's window is written as a run of its own with its manifest. `submit_stream` below.
+
+Locally, each poll is a batch run (`run_stream`), because Beam 2.77's local streaming runner
+holds PeriodicImpulse's watermark until the last tick: a local streaming job closed no window,
+and so wrote nothing, before its last poll.
 
 Each poll is `run_job` with the run id STREAM_ID-pNNNNN, so it is exactly a scheduled run:
 feeds polled conditionally with their state in DIR/_state/feeds, links already stored skipped,
@@ -16,11 +24,17 @@ import signal
 import threading
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from newsbeam.pipeline.config import RunConfig
-from newsbeam.pipeline.job import run_job
+from newsbeam.pipeline.job import launched_manifest, run_job, stored_for
 from newsbeam.pipeline.manifest import write_manifest
+from newsbeam.pipeline.runner import make_runner
+from newsbeam.pipeline.streaming import build_streaming, poll_ticks
 
 MAX_FAILED_POLLS = 5
 
@@ -75,3 +89,23 @@ def run_stream(config: RunConfig, beam_args: list[str], poll_interval: float, ma
     summary["summary"] = (f"stream {config.run_id} {status}: {len(polls)} polls ({failed} failed), "
                           f"{added} articles added")
     return summary
+
+
+def submit_stream(config: RunConfig, beam_args: list[str], poll_interval: float, max_polls: int | None,
+                  remember: timedelta) -> dict:
+    """Submit the streaming job to a remote runner (or only build it, with --dry_run); its manifest."""
+    options = PipelineOptions(beam_args)
+    options.view_as(StandardOptions).streaming = True
+    started_at = datetime.now(timezone.utc)
+    stored = stored_for(config)
+    p = beam.Pipeline(runner=make_runner(options), options=options)
+    start = time.time()
+    build_streaming(p, config, stored, poll_ticks(p, start, poll_interval, max_polls), start, poll_interval, remember)
+    result = p.run()
+    windows = FileSystems.join(config.out, "runs", f"{config.run_id}-w*.json")
+    return launched_manifest(config, options, stored, result, started_at, kind="stream", about={
+        "poll_interval_seconds": poll_interval,
+        "max_polls": max_polls,
+        "remember_seconds": remember.total_seconds(),
+        "window_manifests": windows,
+    }, then=f"counts are in the runner's console, each poll window's tables and manifest ({windows}) in --out")

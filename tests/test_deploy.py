@@ -16,7 +16,11 @@ import apache_beam as beam
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from apache_beam.portability.api import beam_runner_api_pb2
+
 from newsbeam.pipeline.build import build_pipeline
+from newsbeam.pipeline.cli import main
+from newsbeam.pipeline.streaming import build_streaming, poll_ticks
 from newsbeam.pipeline.config import RunConfig, StoredState
 from newsbeam.pipeline.template import load_parameters, main as template_main, run_arguments, run_options
 from newsbeam.transforms.sources import read_sources
@@ -42,11 +46,14 @@ def test_metadata_parses_and_every_regex_compiles():
             re.compile(regex)
 
 
-def test_every_parameter_is_an_option_of_newsbeam_run():
-    options = run_options()
+def test_every_parameter_is_an_option_of_newsbeam_run_or_of_the_streaming_job():
+    batch, streaming = run_options(), run_options("stream")
     for parameter in load_parameters(str(METADATA)):
         flag = "--" + parameter["name"].replace("_", "-")
-        assert flag in options, f"{parameter['name']} is no option of newsbeam run"
+        assert flag in batch or flag in streaming, f"{parameter['name']} is no option of newsbeam run or stream"
+        if flag not in batch:
+            assert parameter.get("isOptional") and parameter["helpText"].startswith(("Streaming only", "Seconds between polls"))
+        options = batch if flag in batch else streaming
         if isinstance(options[flag], argparse._StoreTrueAction):
             assert parameter["regexes"] == ["^(true|false)$"], parameter["name"]
 
@@ -94,6 +101,23 @@ def test_dry_run_builds_the_whole_job_graph_for_dataflow(tmp_path):
     assert result.job.proto.name  # a Dataflow job request was made, not sent
 
 
+def test_a_poll_interval_makes_the_template_launch_the_streaming_job():
+    parameters = load_parameters(str(METADATA))
+    args = run_arguments(["--feeds=gs://b/f.yaml", "--out=gs://b/d", "--poll_interval=600", "--max_polls=", "--remember_days=14",
+                          "--per_host=3", "--runner=DataflowRunner"], parameters)
+    assert args == ["stream", "--feeds", "gs://b/f.yaml", "--out", "gs://b/d", "--poll-interval", "600", "--remember-days", "14",
+                    "--per-host", "3", "--runner=DataflowRunner"]
+    batch = run_arguments(["--feeds=gs://b/f.yaml", "--out=gs://b/d", "--poll_interval=", "--max_polls=", "--runner=DataflowRunner"],
+                          parameters)
+    assert batch == ["run", "--feeds", "gs://b/f.yaml", "--out", "gs://b/d", "--runner=DataflowRunner"]
+
+
+def test_a_streaming_parameter_without_a_poll_interval_is_one_line(capsys):
+    code = template_main(["--feeds=gs://b/f.yaml", "--out=gs://b/d", "--max_polls=3"], metadata=str(METADATA))
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == ["newsbeam: error: template parameter max_polls is for a streaming job: give poll_interval too"]
+
+
 def test_the_template_entry_point_dry_runs_and_writes_a_manifest(tmp_path, capsys):
     out = tmp_path / "data"
     code = template_main([f"--feeds={SAMPLE}", f"--out={out}", "--per_host=3", "--ignore_robots=true", *DATAFLOW], metadata=str(METADATA))
@@ -104,6 +128,38 @@ def test_the_template_entry_point_dry_runs_and_writes_a_manifest(tmp_path, capsy
     assert manifest["status"] == "dry_run" and manifest["job_transforms"] > 100
     assert manifest["options"]["fetch"]["per_host"] == 3 and manifest["options"]["fetch"]["obey_robots"] is False
     assert not (out / "articles").exists()  # nothing ran
+
+
+def test_stream_with_dataflow_builds_the_streaming_job_and_says_so(tmp_path, capsys):
+    """`newsbeam stream --runner DataflowRunner` submits the streaming job: ticks, keyed state, poll windows."""
+    out = tmp_path / "data"
+    code = main(["stream", "--feeds", str(SAMPLE), "--out", str(out), "--poll-interval", "300", "--max-polls", "12",
+                 "--remember-days", "14", "--run-id", "live", "-q", *DATAFLOW])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "stream live: 3 feeds, job graph of" in printed and "built (dry run; nothing submitted) on DataflowRunner" in printed
+    manifest = json.loads((out / "runs" / "live.json").read_text())
+    assert manifest["kind"] == "stream" and manifest["status"] == "dry_run"
+    assert manifest["poll_interval_seconds"] == 300 and manifest["max_polls"] == 12
+    assert manifest["remember_seconds"] == 14 * 86400
+    assert manifest["options"]["beam"]["streaming"] is True
+
+
+def test_the_streaming_graph_has_the_ticks_the_keyed_state_and_the_poll_windows(tmp_path):
+    options = PipelineOptions([*DATAFLOW, "--streaming"])
+    config = RunConfig(feeds=read_sources(str(SAMPLE)), feeds_location=str(SAMPLE), out=str(tmp_path / "out"), run_id="live")
+    p = beam.Pipeline(runner="DataflowRunner", options=options)
+    build_streaming(p, config, StoredState(), poll_ticks(p, 1_790_000_000.0, 300, None), 1_790_000_000.0, 300)
+    graph = p.run().job.proto_pipeline
+    transforms = {t.unique_name: t for t in graph.components.transforms.values()}
+    for stage in ("Polls", "PollFeeds/PollFeed", "SkipSeenLinks/FirstPoll", "PollWindows", "FetchPages/Fetch", "Extract",
+                  "SeenBefore/UrlSeen", "SeenBefore/TextSeen", "Dedup", "Write", "KeepFeedState", "CloseWindow"):
+        assert stage in transforms, stage
+    stateful = [name for name, t in transforms.items() if t.spec.urn == "beam:transform:pardo:v1"
+                and beam_runner_api_pb2.ParDoPayload.FromString(t.spec.payload).state_specs]
+    assert {"PollFeeds/PollFeed/ParDo(_PollWithStateFn)", "SkipSeenLinks/FirstPoll/ParDo(_SkipSeenFn)",
+            "SeenBefore/UrlSeen/ParDo(_SeenBeforeFn)", "SeenBefore/TextSeen/ParDo(_SeenBeforeFn)"} <= set(stateful)
+    assert any(c.is_bounded == beam_runner_api_pb2.IsBounded.UNBOUNDED for c in graph.components.pcollections.values())
 
 
 # The package as Beam stages it for workers that do not have it installed

@@ -139,6 +139,29 @@ def rules(web):
     client.close()
 
 
+def test_robots_is_read_again_after_a_day_and_an_unreadable_one_after_15_minutes(web):
+    client = HttpClient(LOCAL)
+    clock = FakeClock()
+    robots = RobotsRules(lambda url: client.get(url), UA, clock=clock.time)
+    web.add("/robots.txt", "User-agent: *\nDisallow: /private/\n", content_type="text/plain")
+    assert robots.check(web.url("/private/a.html")).startswith("disallowed by")
+    clock.now += 23 * 3600
+    web.add("/robots.txt", "User-agent: *\nDisallow:\n", content_type="text/plain")
+    assert robots.check(web.url("/private/a.html")).startswith("disallowed by")  # kept for a day
+    clock.now += 3600
+    assert robots.check(web.url("/private/a.html")) is None  # then read again: the site allows it now
+    web.add("/robots.txt", "down", status=503, content_type="text/plain")
+    clock.now += 24 * 3600
+    assert "unavailable" in robots.check(web.url("/news/b.html"))
+    web.add("/robots.txt", "User-agent: *\nDisallow:\n", content_type="text/plain")
+    clock.now += 600
+    assert "unavailable" in robots.check(web.url("/news/b.html"))
+    clock.now += 300
+    assert robots.check(web.url("/news/b.html")) is None
+    assert web.requests.count("/robots.txt") == 4
+    client.close()
+
+
 def test_robots_disallow_is_obeyed_and_fetched_once(web, rules):
     robots, _ = rules
     web.add("/robots.txt", "User-agent: *\nDisallow: /private/\n", content_type="text/plain")

@@ -71,11 +71,3 @@ def test_sigterm_ends_the_stream_after_the_poll_under_way(web, tmp_path, capsys)
     assert "stream t stopped: 1 polls (0 failed), 1 articles added" in capsys.readouterr().out
     assert json.loads((out / "runs" / "t.json").read_text())["status"] == "stopped"
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is given back
-
-
-def test_stream_refuses_a_remote_runner_in_one_line(tmp_path, capsys):
-    feeds = tmp_path / "feeds.txt"
-    feeds.write_text("http://news.example/feed.xml\n")
-    code = main(["stream", "--feeds", str(feeds), "--out", str(tmp_path / "d"), "--runner", "DataflowRunner"])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert code == 2 and len(err) == 1 and "newsbeam stream polls with local runs" in err[0]

@@ -73,14 +73,18 @@ def robots_url(url: str) -> str:
 
 
 class RobotsRules:
-    """robots.txt per scheme+host, fetched with `fetch(url) -> Response` (raising FetchError) once per process."""
+    """robots.txt per scheme+host, fetched with `fetch(url) -> Response` (raising FetchError) and kept for
+    `max_age` seconds (RFC 9309 asks for no more than a day), or `retry_unavailable` when it could not be read:
+    a worker of a streaming job lives for weeks."""
 
-    def __init__(self, fetch, user_agent: str, gate: HostGate | None = None):
+    def __init__(self, fetch, user_agent: str, gate: HostGate | None = None, max_age: float = 24 * 3600,
+                 retry_unavailable: float = 900, clock=time.monotonic):
         self._fetch = fetch
         self._agent = user_agent
         self._gate = gate
+        self._max_age, self._retry_unavailable, self._clock = max_age, retry_unavailable, clock
         self._lock = threading.Lock()
-        self._rules: dict[str, object] = {}  # robots URL -> parser, or an Event while being fetched
+        self._rules: dict[str, object] = {}  # robots URL -> (parser or reason, expiry), or an Event while being fetched
 
     def check(self, url: str) -> str | None:
         """None when `url` may be fetched, else the reason it may not."""
@@ -94,22 +98,27 @@ class RobotsRules:
         return None
 
     def _rules_for(self, location: str):
+        now = self._clock()
         with self._lock:
-            rules = self._rules.get(location)
-            if rules is None:
+            entry = self._rules.get(location)
+            if entry is None or (isinstance(entry, tuple) and entry[1] <= now):
                 self._rules[location] = pending = threading.Event()
-        if rules is None:
+                entry = None
+        if entry is None:
+            rules = None
             try:
                 rules = self._load(location)
             finally:
+                rules = rules if rules is not None else "robots.txt could not be read"
+                kept_for = self._retry_unavailable if isinstance(rules, str) else self._max_age
                 with self._lock:
-                    self._rules[location] = rules if rules is not None else "robots.txt could not be read"
+                    self._rules[location] = (rules, now + kept_for)
                 pending.set()
             return rules
-        if isinstance(rules, threading.Event):
-            rules.wait()
-            return self._rules[location]
-        return rules
+        if isinstance(entry, threading.Event):
+            entry.wait()
+            return self._rules[location][0]
+        return entry[0]
 
     def _load(self, location: str):
         from newsbeam.transforms.http import FetchError  # http imports nothing from here; keep it that way
