@@ -21,6 +21,7 @@ from apache_beam.testing.test_stream import TestStream
 from apache_beam.transforms.window import TimestampedValue
 
 from conftest import Route, respond_with_etag
+from newsbeam.pipeline.cli import main
 from newsbeam.pipeline.config import RunConfig, StoredState
 from newsbeam.pipeline.streaming import build_streaming
 from newsbeam.transforms.http import FetchSettings
@@ -128,3 +129,28 @@ def test_what_a_stream_remembers_is_forgotten_after_remember(web, tmp_path):
     articles = pd.read_parquet(out / "articles")
     assert sorted(articles.title) == ["Story 1", "Story 1", "Story 2"]
     assert [m["links"]["already_stored"] for m in manifests] == [0, 0, 0]
+
+
+def test_failures_are_error_rows_of_their_window_and_the_stream_goes_on(web, tmp_path, capsys):
+    """A feed that fails backs off (as in batch runs, by its state kept between polls); a dead link is an
+    error row of the window that found it; every window's links are accounted for."""
+    first = story(web, "/a/one.html", 1)
+    dead = {"title": "Withdrawn", "link": web.url("/a/withdrawn.html")}
+    feed = VersionedFeed(web, "/a/feed.xml", [[first, dead]])
+    web.add("/b/feed.xml", "unavailable", status=503, content_type="text/plain")
+    out, manifests = run_stream_job(tmp_path, [feed.url, web.url("/b/feed.xml"), "ftp://news.example/feed.xml"], [T0, T0 + POLL], timedelta(days=1))
+
+    assert [m["feed_health"]["by_status"] for m in manifests] == [{"failed": 1, "ok": 1}, {"not_modified": 1, "skipped": 1}]
+    assert web.requests.count("/b/feed.xml") == 1  # backing off: not polled again within 15 minutes
+    assert [(m["links"]["discovered"], m["links"]["articles"], m["links"]["errors"]) for m in manifests] == [(2, 1, 1), (0, 0, 0)]
+    assert all(m["links"]["balanced"] for m in manifests)
+    errors = pd.read_parquet(out / "errors")
+    by_window = {run_id: sorted(zip(rows.stage, rows.error)) for run_id, rows in errors.groupby("run_id")}
+    assert by_window == {
+        manifests[0]["run_id"]: [("fetch_feed", "http_status"), ("fetch_page", "http_status"), ("read_sources", "invalid_feed")],
+        manifests[1]["run_id"]: [("read_sources", "invalid_feed")],  # the feed list is checked at every poll
+    }
+
+    assert main(["feeds", str(out)]) == 0  # the window's feed state is the dataset's, as a batch run's is
+    shown = capsys.readouterr().out
+    assert feed.url in shown and web.url("/b/feed.xml") in shown
