@@ -71,8 +71,9 @@ def build_streaming(p: beam.Pipeline, config: RunConfig, stored: StoredState, ti
     specs = [{**spec, "state": stored.feeds.get(spec["url"])} for spec in config.feeds]
     feeds = ticks | "ReadSources" >> ReadSources(specs)
     polled = feeds.feeds | "KeyByFeed" >> beam.Map(lambda spec: (spec["url"], spec)) | "PollFeeds" >> PollFeedsKeyed(config.fetch)
-    fresh = polled.entries | "SkipSeenLinks" >> SkipSeenLinks(remember)
-    pages = in_polls("PollWindows", fresh.entries) | "FetchPages" >> FetchPages(config.fetch, links)
+    fresh = polled.entries | "SkipSeenLinks" >> SkipSeenLinks(links, remember)
+    no_links = beam.pvalue.AsDict(p | "NoLinks" >> beam.Create([]))  # stored links are skipped above, and counted
+    pages = in_polls("PollWindows", fresh.entries) | "FetchPages" >> FetchPages(config.fetch, no_links)
     fetched = pages.pages
     if not single_process(p.options):
         fetched = fetched | "SpreadPages" >> beam.Reshuffle()

@@ -1,8 +1,8 @@
 """The streaming job on DirectRunner: polls driven by a TestStream of ticks, a real loopback web.
 
 TestStream stands in for the PeriodicImpulse that drives the job on Dataflow (Beam 2.77's
-local runner cannot run PeriodicImpulse beside keyed state); everything after the ticks is
-the job as it is submitted. The runner finishes each tick's work before the next tick, so
+local runner held PeriodicImpulse's watermark until the last tick, so every window closed at
+the end); everything after the ticks is the job as it is submitted. The runner finishes each tick's work before the next tick, so
 the feeds' versions follow the polls. The figures checked are the windows' manifests: this
 runner reported each Beam counter as of one bundle (`feeds_listed` 1 after three polls).
 """
@@ -17,12 +17,13 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
-from apache_beam.testing.test_stream import TestStream
+from apache_beam.testing import test_stream
 from apache_beam.transforms.window import TimestampedValue
 
 from conftest import Route, respond_with_etag
 from newsbeam.pipeline.cli import main
 from newsbeam.pipeline.config import RunConfig, StoredState
+from newsbeam.pipeline.extract_cmd import clean_pages
 from newsbeam.pipeline.streaming import build_streaming
 from newsbeam.transforms.http import FetchSettings
 from newsbeam.transforms.normalise import article_id, canonical_url
@@ -54,19 +55,19 @@ def story(web, path: str, i: int, canonical: str | None = None) -> dict:
     return {"title": f"Story {i}", "link": link}
 
 
-def run_stream_job(tmp_path, feeds: list[str], ticks: list[float], remember: timedelta):
+def run_stream_job(tmp_path, feeds: list[str], ticks: list[float], remember: timedelta, stored: StoredState = StoredState()):
     listed = tmp_path / "feeds.txt"
     listed.write_text("\n".join(feeds) + "\n")
     out = tmp_path / "data"
     out.mkdir(exist_ok=True)
     config = RunConfig(feeds=read_sources(str(listed)), feeds_location=str(listed), out=str(out), run_id="s",
                        fetch=FetchSettings(allow_private_network=True, host_delay=0, retries=0, read_timeout=5, deadline=10))
-    events = TestStream()
+    events = test_stream.TestStream()
     for tick in ticks:
         events = events.advance_watermark_to(tick).add_elements([TimestampedValue(tick, tick)])
     events = events.advance_watermark_to_infinity()
     p = beam.Pipeline(runner="DirectRunner", options=PipelineOptions(["--streaming"]))
-    build_streaming(p, config, StoredState(), p | "Ticks" >> events, T0, POLL, remember)
+    build_streaming(p, config, stored, p | "Ticks" >> events, T0, POLL, remember)
     result = p.run()
     result.wait_until_finish()
     manifests = sorted((json.loads(path.read_text()) for path in (out / "runs").glob("s-w*.json")),
@@ -114,6 +115,28 @@ def test_each_poll_window_writes_new_articles_once_and_copies_of_earlier_polls_a
     assert not list(out.rglob(".*.tmp"))
     feed_state = pd.read_parquet(out / "_state" / "feeds")
     assert len(feed_state) == 6 and set(feed_state.run_id) == {m["run_id"] for m in manifests}
+
+
+def test_a_stream_starts_from_what_earlier_runs_stored(web, tmp_path):
+    """Links and texts of the dataset's earlier runs (read when the job is submitted) are not kept again."""
+    first, second = story(web, "/a/one.html", 1), story(web, "/a/two.html", 2)
+    copy = story(web, "/a/copy-of-two.html", 2)
+    feed = VersionedFeed(web, "/a/feed.xml", [[first, second, copy]])
+    stored_id = article_id(canonical_url(web.url("/elsewhere/two.html")))
+    second_hash = content_hash_of(web, "/a/two.html")
+    stored = StoredState(links={canonical_url(first["link"]): "stored-one"}, hashes={second_hash: stored_id})
+    out, manifests = run_stream_job(tmp_path, [feed.url], [T0], timedelta(days=1), stored)
+
+    assert manifests[0]["links"] == {"discovered": 3, "articles": 0, "duplicates": 2, "errors": 0, "already_stored": 1,
+                                     "balanced": True}
+    assert web.requests.count("/a/one.html") == 0  # stored: not fetched
+    duplicates = pd.read_parquet(out / "duplicates")
+    assert set(duplicates.duplicate_of) == {stored_id} and set(duplicates.tier) == {"exact"}
+
+
+def content_hash_of(web, path: str) -> str:
+    """The content hash the pipeline gives the page at `path` (what an earlier run would have stored)."""
+    return clean_pages([(web.routes[path].body, web.url(path))])[0]["content_hash"]
 
 
 def test_what_a_stream_remembers_is_forgotten_after_remember(web, tmp_path):
