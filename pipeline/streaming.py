@@ -37,7 +37,7 @@ from newsbeam.transforms.normalise import Normalise
 from newsbeam.transforms.pages import FetchPages
 from newsbeam.transforms.remember import REMEMBER, SEEN, PollFeedsKeyed, SeenBefore, SkipSeenLinks
 from newsbeam.transforms.sources import ReadSources
-from newsbeam.transforms.write import (WriteState, WriteTables, _delete_unwritten, state_dir, table_dir,
+from newsbeam.transforms.write import (WriteState, WriteTables, delete_unwritten, state_dir, table_dir,
                                        window_run_id)
 
 STATE_NAMES = ("feeds", "chrome", "near", "story")
@@ -127,7 +127,7 @@ class _CloseWindowFn(beam.DoFn):
         parts: dict[str, list] = {"file": [], "feed": [], "entry": [], "seen": []}
         for tag, value in keyed[1]:
             parts[tag].append(value)
-        written = _delete_unwritten(
+        written = delete_unwritten(
             [FileSystems.join(table_dir(self._out, t), f"{PARTITION_COLUMN}=*") for t in TABLES]
             + [state_dir(self._out, name) for name in STATE_NAMES], run_id, parts["file"])
         tables = written_tables(self._out, run_id)  # every table file's footer read back

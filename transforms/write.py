@@ -84,7 +84,7 @@ def _run_files_glob(folder: str, run_id: str, temporary: bool) -> str:
     return FileSystems.join(folder, f".part-{run_id}-*.tmp" if temporary else f"part-{run_id}-*.parquet")
 
 
-def _delete_unwritten(folders: list[str], run_id: str, files: list[dict]) -> list[dict]:
+def delete_unwritten(folders: list[str], run_id: str, files: list[dict]) -> list[dict]:
     """Delete the run id's files (and temporary files) in `folders` (globs allowed) that are not among `files`,
     the ones it wrote; return `files` sorted by path."""
     keep = {f["path"] for f in files}
@@ -253,7 +253,7 @@ def write_chunk(out: str, run_id: str, table: str, chunk: int, rows: list[dict])
 
 def remove_stale(files: list[dict], out: str, run_id: str, tables: list[str]) -> list[dict]:
     """Delete the run id's files (and temporary files) in `tables` that are not among `files`, the ones it wrote."""
-    return _delete_unwritten([FileSystems.join(table_dir(out, table), f"{PARTITION_COLUMN}=*") for table in tables], run_id, files)
+    return delete_unwritten([FileSystems.join(table_dir(out, table), f"{PARTITION_COLUMN}=*") for table in tables], run_id, files)
 
 
 def state_dir(out: str, name: str) -> str:
@@ -326,7 +326,7 @@ class WriteState(beam.PTransform):
         return (
             files
             | "ListFiles" >> beam.combiners.ToList()
-            | "RemoveStale" >> beam.Map(lambda files: _delete_unwritten([state_dir(self._out, self._name)], self._run_id, files))
+            | "RemoveStale" >> beam.Map(lambda files: delete_unwritten([state_dir(self._out, self._name)], self._run_id, files))
         )
 
 
