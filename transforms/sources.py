@@ -182,7 +182,7 @@ class ReadSources(beam.PTransform):
     """Feed specs -> the usable specs, spread over workers; unusable ones go to the `errors` output.
 
     Applied to a pipeline, the specs come once; applied to a PCollection of poll ticks (the
-    streaming job), they come again on each tick, in its window.
+    streaming job), they come again on each tick, with its timestamp.
     """
 
     def __init__(self, specs: list[dict]):
