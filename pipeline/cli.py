@@ -251,11 +251,14 @@ def _run(args, beam_args) -> int:
 
 
 def _stream(args, beam_args) -> int:
+    from newsbeam.pipeline.config import UsageError
     from newsbeam.pipeline.runner import is_local
     from newsbeam.pipeline.stream_cmd import run_stream, submit_stream
 
     config, say = _run_config(args, beam_args)
     if not is_local(check_beam_args(beam_args)):
+        if args.poll_interval < 1:  # a window's run id names the second it starts
+            raise UsageError("--poll-interval: a streaming job polls at most once a second")
         say(f"newsbeam: stream {config.run_id}: {len(config.feeds)} feeds -> {config.out}, a poll every "
             f"{args.poll_interval:g} s, as a streaming job")
         manifest = submit_stream(config, beam_args, args.poll_interval, args.max_polls, timedelta(days=args.remember_days))

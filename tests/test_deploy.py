@@ -145,6 +145,13 @@ def test_stream_with_dataflow_builds_the_streaming_job_and_says_so(tmp_path, cap
     assert manifest["options"]["beam"]["streaming"] is True
 
 
+def test_a_streaming_job_polling_more_than_once_a_second_is_refused_in_one_line(tmp_path, capsys):
+    code = main(["stream", "--feeds", str(SAMPLE), "--out", str(tmp_path / "d"), "--poll-interval", "0.5", *DATAFLOW])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err == ["newsbeam: error: --poll-interval: a streaming job polls at most once a second"]
+    assert not (tmp_path / "d" / "runs").exists()
+
+
 def test_the_streaming_graph_has_the_ticks_the_keyed_state_and_the_poll_windows(tmp_path):
     options = PipelineOptions([*DATAFLOW, "--streaming"])
     config = RunConfig(feeds=read_sources(str(SAMPLE)), feeds_location=str(SAMPLE), out=str(tmp_path / "out"), run_id="live")
