@@ -1,6 +1,8 @@
-"""The batch pipeline, every stage in order."""
+"""The batch pipeline, every stage in order; and the parts of it the streaming job shares."""
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import apache_beam as beam
 
@@ -8,6 +10,7 @@ from newsbeam.pipeline.config import RunConfig, StoredState
 from newsbeam.pipeline.runner import single_process
 from newsbeam.transforms.chrome import LEARNED, StripChrome
 from newsbeam.transforms.dedup import Dedup
+from newsbeam.transforms.errors import ERRORS
 from newsbeam.transforms.extract import Extract
 from newsbeam.transforms.feeds import FEED_STATE, FetchFeeds
 from newsbeam.transforms.normalise import Normalise
@@ -16,36 +19,69 @@ from newsbeam.transforms.sources import ReadSources
 from newsbeam.transforms.write import WriteState, WriteTables
 
 
-def build_pipeline(p: beam.Pipeline, config: RunConfig, stored: StoredState):
-    """Feeds -> entries -> pages -> articles, duplicates and errors as Parquet, and state for the next run."""
-    links = beam.pvalue.AsDict(p | "StoredLinks" >> beam.Create(sorted(stored.links.items())))
-    hashes = beam.pvalue.AsDict(p | "StoredHashes" >> beam.Create(sorted(stored.hashes.items())))
-    chrome = beam.pvalue.AsDict(p | "StoredChrome" >> beam.Create(sorted(stored.chrome.items())))
-    signatures = p | "StoredSignatures" >> beam.Create(stored.signatures)
-    stories = p | "StoredStories" >> beam.Create(stored.stories)
+class Stored(NamedTuple):
+    """What earlier runs stored, as the pipeline's side inputs (dicts) and PCollections (state rows)."""
 
-    specs = [{**spec, "state": stored.feeds.get(spec["url"])} for spec in config.feeds]
-    feeds = p | "ReadSources" >> ReadSources(specs)
-    entries = feeds.feeds | "FetchFeeds" >> FetchFeeds(config.fetch)
-    pages = entries.entries | "FetchPages" >> FetchPages(config.fetch, links)
-    fetched = pages.pages
+    links: beam.pvalue.AsDict
+    hashes: beam.pvalue.AsDict
+    chrome: beam.pvalue.AsDict
+    signatures: beam.PCollection
+    stories: beam.PCollection
+
+
+def stored_inputs(p: beam.Pipeline, stored: StoredState) -> Stored:
+    return Stored(
+        links=beam.pvalue.AsDict(p | "StoredLinks" >> beam.Create(sorted(stored.links.items()))),
+        hashes=beam.pvalue.AsDict(p | "StoredHashes" >> beam.Create(sorted(stored.hashes.items()))),
+        chrome=beam.pvalue.AsDict(p | "StoredChrome" >> beam.Create(sorted(stored.chrome.items()))),
+        signatures=p | "StoredSignatures" >> beam.Create(stored.signatures),
+        stories=p | "StoredStories" >> beam.Create(stored.stories),
+    )
+
+
+def feed_specs(config: RunConfig, stored: StoredState) -> list[dict]:
+    """The listed feeds, each with the state earlier runs left for it."""
+    return [{**spec, "state": stored.feeds.get(spec["url"])} for spec in config.feeds]
+
+
+def clean_pages(p: beam.Pipeline, pages, chrome) -> tuple:
+    """Fetched pages -> (extracted, stripped, normalised) stage outputs: extraction, chrome, normalisation."""
     if not single_process(p.options):  # fetching is grouped by host; extraction is spread over the workers again
-        fetched = fetched | "SpreadPages" >> beam.Reshuffle()
-    extracted = fetched | "Extract" >> Extract()
+        pages = pages | "SpreadPages" >> beam.Reshuffle()
+    extracted = pages | "Extract" >> Extract()
     stripped = extracted.documents | "StripChrome" >> StripChrome(chrome)
     normalised = stripped.documents | "Normalise" >> Normalise()
-    deduped = normalised.documents | "Dedup" >> Dedup(links, hashes, signatures, stories)
+    return extracted, stripped, normalised
 
-    errors = [stage.errors for stage in (feeds, entries, pages, extracted, stripped, normalised)]
+
+def keep_state(config: RunConfig, feed_states, stripped, deduped, per_window: bool = False) -> list:
+    """Write what the next runs need under DIR/_state (feeds, learned chrome, near and story state);
+    the WriteState outputs (with `per_window`, each window's file infos)."""
+    def batch(name, rows):
+        return rows | f"{name}Batch" >> beam.Map(lambda row: (0, [row]))
+
+    return [
+        batch("Feed", feed_states) | "KeepFeedState" >> WriteState(config.out, config.run_id, "feeds", per_window),
+        batch("Chrome", stripped[LEARNED]) | "KeepChromeState" >> WriteState(config.out, config.run_id, "chrome", per_window),
+        deduped["near_state"] | "KeepNearState" >> WriteState(config.out, config.run_id, "near", per_window),
+        deduped["story_state"] | "KeepStoryState" >> WriteState(config.out, config.run_id, "story", per_window),
+    ]
+
+
+def build_pipeline(p: beam.Pipeline, config: RunConfig, stored: StoredState):
+    """Feeds -> entries -> pages -> articles, duplicates and errors as Parquet, and state for the next run."""
+    known = stored_inputs(p, stored)
+    feeds = p | "ReadSources" >> ReadSources(feed_specs(config, stored))
+    entries = feeds.feeds | "FetchFeeds" >> FetchFeeds(config.fetch)
+    pages = entries.entries | "FetchPages" >> FetchPages(config.fetch, known.links)
+    extracted, stripped, normalised = clean_pages(p, pages["pages"], known.chrome)
+    deduped = normalised.documents | "Dedup" >> Dedup(known.links, known.hashes, known.signatures, known.stories)
+
+    errors = [stage[ERRORS] for stage in (feeds, entries, pages, extracted, stripped, normalised)]
     tables = {
         "articles": deduped["articles"],
         "duplicates": deduped["duplicates"],
         "errors": errors | "AllErrors" >> beam.Flatten(),
     }
-    stripped[LEARNED] | "ChromeBatch" >> beam.Map(lambda row: (0, [row])) | "KeepChromeState" >> WriteState(
-        config.out, config.run_id, "chrome")
-    entries[FEED_STATE] | "FeedStates" >> beam.combiners.ToList() | "FeedBatch" >> beam.Map(lambda rows: (0, rows)) | (
-        "KeepFeedState" >> WriteState(config.out, config.run_id, "feeds"))
-    deduped["near_state"] | "KeepNearState" >> WriteState(config.out, config.run_id, "near")
-    deduped["story_state"] | "KeepStoryState" >> WriteState(config.out, config.run_id, "story")
+    keep_state(config, entries[FEED_STATE], stripped, deduped)
     return tables | "Write" >> WriteTables(config.out, config.run_id)

@@ -17,28 +17,22 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 import apache_beam as beam
-import pyarrow.parquet as pq
-from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms import window as beam_window
 from apache_beam.transforms.periodicsequence import PeriodicImpulse
 from apache_beam.utils.timestamp import MAX_TIMESTAMP
 
+from newsbeam.pipeline.build import clean_pages, feed_specs, keep_state, stored_inputs
 from newsbeam.pipeline.config import RunConfig, StoredState
 from newsbeam.pipeline.manifest import feed_health, link_accounting, write_manifest, written_tables
-from newsbeam.pipeline.runner import single_process
-from newsbeam.schemas import PARTITION_COLUMN, TABLES
-from newsbeam.transforms.chrome import LEARNED, StripChrome
+from newsbeam.schemas import TABLES
 from newsbeam.transforms.dedup import Dedup
 from newsbeam.transforms.errors import ERRORS, FEED_STAGES
-from newsbeam.transforms.extract import Extract
 from newsbeam.transforms.feeds import FEED_STATE
 from newsbeam.transforms.metrics import count
-from newsbeam.transforms.normalise import Normalise
-from newsbeam.transforms.pages import FetchPages
+from newsbeam.transforms.pages import ALREADY_STORED, FetchPages
 from newsbeam.transforms.remember import REMEMBER, SEEN, PollFeedsKeyed, SeenBefore, SkipSeenLinks
 from newsbeam.transforms.sources import ReadSources
-from newsbeam.transforms.write import (WriteState, WriteTables, delete_unwritten, state_dir, table_dir,
-                                       window_run_id)
+from newsbeam.transforms.write import WriteTables, remove_stale, window_run_id
 
 STATE_NAMES = ("feeds", "chrome", "near", "story")
 
@@ -54,57 +48,42 @@ def poll_windows(start: float, poll_interval: float) -> beam_window.FixedWindows
     return beam_window.FixedWindows(poll_interval, offset=start % poll_interval)
 
 
-
 def build_streaming(p: beam.Pipeline, config: RunConfig, stored: StoredState, ticks, start: float,
                     poll_interval: float, remember: timedelta = REMEMBER):
     """Ticks -> polls -> each poll window's tables, state and manifest under config.out."""
     windows = poll_windows(start, poll_interval)
-    links = beam.pvalue.AsDict(p | "StoredLinks" >> beam.Create(sorted(stored.links.items())))
-    hashes = beam.pvalue.AsDict(p | "StoredHashes" >> beam.Create(sorted(stored.hashes.items())))
-    chrome = beam.pvalue.AsDict(p | "StoredChrome" >> beam.Create(sorted(stored.chrome.items())))
-    signatures = p | "StoredSignatures" >> beam.Create(stored.signatures)
-    stories = p | "StoredStories" >> beam.Create(stored.stories)
 
     def in_polls(name, pcoll):
         return pcoll | name >> beam.WindowInto(windows)
 
-    specs = [{**spec, "state": stored.feeds.get(spec["url"])} for spec in config.feeds]
-    feeds = ticks | "ReadSources" >> ReadSources(specs)
+    known = stored_inputs(p, stored)
+    feeds = ticks | "ReadSources" >> ReadSources(feed_specs(config, stored))
     polled = feeds.feeds | "KeyByFeed" >> beam.Map(lambda spec: (spec["url"], spec)) | "PollFeeds" >> PollFeedsKeyed(config.fetch)
-    fresh = polled.entries | "SkipSeenLinks" >> SkipSeenLinks(links, remember)
-    no_links = beam.pvalue.AsDict(p | "NoLinks" >> beam.Create([]))  # stored links are skipped above, and counted
-    pages = in_polls("PollWindows", fresh.entries) | "FetchPages" >> FetchPages(config.fetch, no_links)
-    fetched = pages.pages
-    if not single_process(p.options):
-        fetched = fetched | "SpreadPages" >> beam.Reshuffle()
-    extracted = fetched | "Extract" >> Extract()
-    stripped = extracted.documents | "StripChrome" >> StripChrome(chrome)
-    normalised = stripped.documents | "Normalise" >> Normalise()
+    fresh = polled.entries | "SkipSeenLinks" >> SkipSeenLinks(remember)
+    pages = in_polls("PollWindows", fresh.entries) | "FetchPages" >> FetchPages(config.fetch, known.links)
+    extracted, stripped, normalised = clean_pages(p, pages["pages"], known.chrome)
     seen = normalised.documents | "AcrossPolls" >> beam.WindowInto(beam_window.GlobalWindows()) | "SeenBefore" >> SeenBefore(remember)
-    deduped = in_polls("BackToPolls", seen["documents"]) | "Dedup" >> Dedup(links, hashes, signatures, stories)
+    deduped = in_polls("BackToPolls", seen["documents"]) | "Dedup" >> Dedup(known.links, known.hashes, known.signatures,
+                                                                           known.stories)
 
-    errors = [in_polls("FeedListErrors", feeds.errors), in_polls("FeedErrors", polled[ERRORS])]
-    errors += [stage.errors for stage in (pages, extracted, stripped, normalised)]
+    errors = [in_polls("FeedListErrors", feeds[ERRORS]), in_polls("FeedErrors", polled[ERRORS])]
+    errors += [stage[ERRORS] for stage in (pages, extracted, stripped, normalised)]
     tables = {
         "articles": deduped["articles"],
         "duplicates": (deduped["duplicates"], in_polls("EarlierPollCopies", seen["duplicates"])) | "AllDuplicates" >> beam.Flatten(),
         "errors": errors | "AllErrors" >> beam.Flatten(),
     }
     feed_states = in_polls("FeedStates", polled[FEED_STATE])
-    files = [
-        tables | "Write" >> WriteTables(config.out, config.run_id, per_window=True),
-        feed_states | "FeedBatch" >> beam.Map(lambda row: (0, [row])) | "KeepFeedState" >> WriteState(
-            config.out, config.run_id, "feeds", per_window=True),
-        stripped[LEARNED] | "ChromeBatch" >> beam.Map(lambda row: (0, [row])) | "KeepChromeState" >> WriteState(
-            config.out, config.run_id, "chrome", per_window=True),
-        deduped["near_state"] | "KeepNearState" >> WriteState(config.out, config.run_id, "near", per_window=True),
-        deduped["story_state"] | "KeepStoryState" >> WriteState(config.out, config.run_id, "story", per_window=True),
-    ]
-    parts = [
+    files = [tables | "Write" >> WriteTables(config.out, config.run_id, per_window=True),
+             *keep_state(config, feed_states, stripped, deduped, per_window=True)]
+    parts = [  # what the window's manifest counts, from the data (Beam metrics are per job, not per window)
         files | "AllFiles" >> beam.Flatten() | "TagFiles" >> beam.Map(lambda f: ("file", f)),
         feed_states | "TagFeeds" >> beam.Map(lambda row: ("feed", row)),
         in_polls("Discovered", polled.entries) | "TagEntries" >> beam.Map(lambda _: ("entry", 1)),
-        in_polls("AlreadySeen", fresh[SEEN]) | "TagSeen" >> beam.Map(lambda _: ("seen", 1)),
+        (in_polls("AlreadySeen", fresh[SEEN]), pages[ALREADY_STORED]) | "Skipped" >> beam.Flatten()
+        | "TagSkipped" >> beam.Map(lambda _: ("skipped", 1)),
+        tables["errors"] | "TagEntryErrors" >> beam.FlatMap(
+            lambda row: [("entry_error", 1)] if row["stage"] not in FEED_STAGES else []),
     ]
     return (
         parts
@@ -124,19 +103,17 @@ class _CloseWindowFn(beam.DoFn):
 
     def process(self, keyed, window=beam.DoFn.WindowParam):
         run_id = window_run_id(self._stream_id, window)
-        parts: dict[str, list] = {"file": [], "feed": [], "entry": [], "seen": []}
+        parts: dict[str, list] = {"file": [], "feed": [], "entry": [], "skipped": [], "entry_error": []}
         for tag, value in keyed[1]:
             parts[tag].append(value)
-        written = delete_unwritten(
-            [FileSystems.join(table_dir(self._out, t), f"{PARTITION_COLUMN}=*") for t in TABLES]
-            + [state_dir(self._out, name) for name in STATE_NAMES], run_id, parts["file"])
+        written = remove_stale(parts["file"], self._out, run_id, list(TABLES), STATE_NAMES)
         tables = written_tables(self._out, run_id)  # every table file's footer read back
         expected = {f["path"]: f["rows"] for f in written if not f["table"].startswith("_state/")}
         found = {f["path"]: f["rows"] for table in tables.values() for f in table["files"]}
         if found != expected:
             raise IOError(f"window {run_id}: files on storage {found} differ from those written {expected}")
-        window_counts = {"entries_discovered": len(parts["entry"]), "links_already_stored": len(parts["seen"]),
-                         "entry_errors": _entry_errors(tables["errors"]["files"])}
+        window_counts = {"entries_discovered": len(parts["entry"]), "links_already_stored": len(parts["skipped"]),
+                         "entry_errors": len(parts["entry_error"])}
         manifest = {
             "status": "complete",
             "kind": "stream_window",
@@ -156,11 +133,3 @@ class _CloseWindowFn(beam.DoFn):
         count("windows_closed")
         yield {"run_id": run_id, **manifest}
 
-
-def _entry_errors(files: list[dict]) -> int:
-    """Error rows of entries (not of feeds) in a window's errors files."""
-    stages = []
-    for f in files:
-        with FileSystems.open(f["path"], compression_type="uncompressed") as handle:
-            stages.extend(pq.read_table(handle, columns=["stage"]).column("stage").to_pylist())
-    return sum(stage not in FEED_STAGES for stage in stages)

@@ -53,8 +53,12 @@ def host_of(url: str) -> str:
     return url if parts.scheme.lower() == "file" else (parts.hostname or "").lower()
 
 
+ALREADY_STORED = "already_stored"
+
+
 class FetchPages(beam.PTransform):
-    """Entries -> pages (one per distinct link, with every entry that named it, primary first); failures to `errors`.
+    """Entries -> {'pages': one per distinct link, with every entry that named it, primary first;
+    'errors': failures; 'already_stored': the link key of each entry skipped as stored by earlier runs}.
 
     Links are grouped by host before fetching, so each host is fetched by one worker, politely;
     the pages are spread over the workers again afterwards, for extraction.
@@ -66,22 +70,25 @@ class FetchPages(beam.PTransform):
         self._stored_links = stored_links
 
     def expand(self, entries):
-        return (
-            entries
-            | "KeyByHost" >> beam.ParDo(_KeyNewLinksFn(), stored=self._stored_links)
+        keyed = entries | "KeyByHost" >> beam.ParDo(_KeyNewLinksFn(), stored=self._stored_links).with_outputs(
+            ALREADY_STORED, main="new")
+        fetched = (
+            keyed.new
             | "GroupByHost" >> beam.GroupByKey()
             | "Fetch" >> beam.ParDo(_FetchPagesFn(self._settings)).with_outputs(ERRORS, main="pages")
         )
+        return {"pages": fetched.pages, ERRORS: fetched[ERRORS], ALREADY_STORED: keyed[ALREADY_STORED]}
 
 
-
+@beam.typehints.with_output_types(tuple[str, tuple[str, dict]])  # the main output; a GroupByKey follows
 class _KeyNewLinksFn(beam.DoFn):
-    """entry -> (host, (link key, entry)), links stored by earlier runs dropped."""
+    """entry -> (host, (link key, entry)); links stored by earlier runs to `already_stored`."""
 
     def process(self, entry, stored):
         key = link_key(entry)
         if key in stored:
             count("links_already_stored")
+            yield beam.pvalue.TaggedOutput(ALREADY_STORED, key)
             return
         yield host_of(key), (key, entry)
 

@@ -82,31 +82,24 @@ class _ExpiringFn(beam.DoFn):
 
 
 class SkipSeenLinks(beam.PTransform):
-    """Entries -> the entries whose link no earlier poll listed and no run stored (`stored_links`, a dict side
-    input); one `seen` element per entry skipped."""
+    """Entries -> the entries whose link no earlier poll listed; one `seen` element per entry skipped."""
 
-    def __init__(self, stored_links, remember: timedelta = REMEMBER):
+    def __init__(self, remember: timedelta = REMEMBER):
         super().__init__()
-        self._stored_links = stored_links
         self._remember = remember
 
     def expand(self, entries):
         return (
             entries
             | "KeyByLink" >> beam.Map(lambda entry: (link_key(entry), entry))
-            | "FirstPoll" >> beam.ParDo(_SkipSeenFn(self._remember, "links"), self._stored_links).with_outputs(
-                SEEN, main="entries")
+            | "FirstPoll" >> beam.ParDo(_SkipSeenFn(self._remember, "links")).with_outputs(SEEN, main="entries")
         )
 
 
 class _SkipSeenFn(_ExpiringFn):
-    def process(self, keyed, stored, timestamp=beam.DoFn.TimestampParam, known=beam.DoFn.StateParam(_ExpiringFn.KNOWN),
+    def process(self, keyed, timestamp=beam.DoFn.TimestampParam, known=beam.DoFn.StateParam(_ExpiringFn.KNOWN),
                 forget=beam.DoFn.TimerParam(_ExpiringFn.FORGET)):
-        key, entry = keyed
-        if key in stored:
-            count("links_already_stored")
-            yield beam.pvalue.TaggedOutput(SEEN, 1)
-            return
+        _, entry = keyed
         new, _ = self.sight(known, forget, timestamp, ((), None))
         if new:
             yield entry

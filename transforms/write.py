@@ -84,7 +84,7 @@ def _run_files_glob(folder: str, run_id: str, temporary: bool) -> str:
     return FileSystems.join(folder, f".part-{run_id}-*.tmp" if temporary else f"part-{run_id}-*.parquet")
 
 
-def delete_unwritten(folders: list[str], run_id: str, files: list[dict]) -> list[dict]:
+def _delete_unwritten(folders: list[str], run_id: str, files: list[dict]) -> list[dict]:
     """Delete the run id's files (and temporary files) in `folders` (globs allowed) that are not among `files`,
     the ones it wrote; return `files` sorted by path."""
     keep = {f["path"] for f in files}
@@ -191,7 +191,6 @@ class WriteTables(beam.PTransform):
         )
 
 
-
 def _run_id_in(run_id: str, per_window: bool, window) -> str:
     return window_run_id(run_id, window) if per_window else run_id
 
@@ -251,9 +250,11 @@ def write_chunk(out: str, run_id: str, table: str, chunk: int, rows: list[dict])
             for day, day_rows in sorted(by_day.items())]
 
 
-def remove_stale(files: list[dict], out: str, run_id: str, tables: list[str]) -> list[dict]:
-    """Delete the run id's files (and temporary files) in `tables` that are not among `files`, the ones it wrote."""
-    return delete_unwritten([FileSystems.join(table_dir(out, table), f"{PARTITION_COLUMN}=*") for table in tables], run_id, files)
+def remove_stale(files: list[dict], out: str, run_id: str, tables: list[str], states=()) -> list[dict]:
+    """Delete the run id's files (and temporary files) in `tables` and the `states` folders of _state that are
+    not among `files`, the ones it wrote; return `files` sorted by path."""
+    folders = [FileSystems.join(table_dir(out, table), f"{PARTITION_COLUMN}=*") for table in tables]
+    return _delete_unwritten(folders + [state_dir(out, name) for name in states], run_id, files)
 
 
 def state_dir(out: str, name: str) -> str:
@@ -263,14 +264,18 @@ def state_dir(out: str, name: str) -> str:
 def read_state(out: str, name: str, exclude_run_id: str, since=None, newest_first_until=None) -> list[dict]:
     """State rows earlier runs kept beside the dataset; with `since`, only those published since then;
     with `newest_first_until` (column, values), the newest files until every value is seen."""
-    columns = [c for c in STATE[name].names if c not in ("run_id", "schema_version")]
-    return _earlier_rows(state_dir(out, name), columns, exclude_run_id, since=since, schema=STATE[name],
+    return _earlier_rows(state_dir(out, name), _state_columns(name), exclude_run_id, since=since, schema=STATE[name],
                          newest_first_until=newest_first_until)
+
+
+def _state_columns(name: str) -> list[str]:
+    """A state table's columns, without the stamps every row carries."""
+    return [c for c in STATE[name].names if c not in ("run_id", "schema_version")]
 
 
 def read_run_state(out: str, name: str, run_id: str) -> list[dict]:
     """The state rows one run wrote (for its manifest)."""
-    columns = [c for c in STATE[name].names if c not in ("run_id", "schema_version")]
+    columns = _state_columns(name)
     own = re.compile(rf"part-{re.escape(run_id)}-\d+\.parquet$")
     rows = []
     for path in parquet_files(state_dir(out, name)):
@@ -326,7 +331,7 @@ class WriteState(beam.PTransform):
         return (
             files
             | "ListFiles" >> beam.combiners.ToList()
-            | "RemoveStale" >> beam.Map(lambda files: delete_unwritten([state_dir(self._out, self._name)], self._run_id, files))
+            | "RemoveStale" >> beam.Map(remove_stale, self._out, self._run_id, [], [self._name])
         )
 
 
