@@ -286,14 +286,16 @@ def _dedup(args, beam_args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Before anything imports Beam: it logs warnings about optional cloud clients at import time.
+    logging.basicConfig(level=logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     parser = make_parser()
     args, rest = parser.parse_known_args(argv)
     verbose = getattr(args, "verbose", False)
+    if verbose:
+        logging.getLogger().setLevel(logging.INFO)
     unknown = [a for a in rest if a.startswith("-") and not a.startswith("--")]
     if unknown or (rest and not rest[0].startswith("--")):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    # Before Beam is imported: it logs warnings about optional cloud clients at import time.
-    logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
     from newsbeam.pipeline.config import UsageError
     from newsbeam.pipeline.runner import RunnerError
     from newsbeam.transforms.sources import SourcesError
