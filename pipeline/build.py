@@ -9,24 +9,26 @@ import apache_beam as beam
 from newsbeam.pipeline.config import RunConfig, StoredState
 from newsbeam.pipeline.runner import single_process
 from newsbeam.transforms.chrome import LEARNED, StripChrome
+from newsbeam.transforms.commits import CommitRun, RunFiles
 from newsbeam.transforms.dedup import Dedup
-from newsbeam.transforms.errors import ERRORS
+from newsbeam.transforms.errors import ERRORS, unreadable_rows
 from newsbeam.transforms.extract import Extract
 from newsbeam.transforms.feeds import FEED_STATE, FetchFeeds
 from newsbeam.transforms.normalise import Normalise
-from newsbeam.transforms.pages import FetchPages
+from newsbeam.transforms.pages import ALREADY_STORED, FetchPages
 from newsbeam.transforms.sources import ReadSources
 from newsbeam.transforms.write import WriteState, WriteTables
 
 
 class Stored(NamedTuple):
-    """What earlier runs stored, as the pipeline's side inputs (dicts) and PCollections (state rows)."""
+    """What earlier runs stored, as the pipeline's side inputs (dicts) and PCollections (state rows, unreadable files)."""
 
     links: beam.pvalue.AsDict
     hashes: beam.pvalue.AsDict
     chrome: beam.pvalue.AsDict
     signatures: beam.PCollection
     stories: beam.PCollection
+    unreadable: beam.PCollection
 
 
 def stored_inputs(p: beam.Pipeline, stored: StoredState) -> Stored:
@@ -36,6 +38,7 @@ def stored_inputs(p: beam.Pipeline, stored: StoredState) -> Stored:
         chrome=beam.pvalue.AsDict(p | "StoredChrome" >> beam.Create(sorted(stored.chrome.items()))),
         signatures=p | "StoredSignatures" >> beam.Create(stored.signatures),
         stories=p | "StoredStories" >> beam.Create(stored.stories),
+        unreadable=p | "UnreadableState" >> beam.Create(unreadable_rows(stored.unreadable)),
     )
 
 
@@ -54,22 +57,22 @@ def clean_pages(p: beam.Pipeline, pages, chrome) -> tuple:
     return extracted, stripped, normalised
 
 
-def keep_state(config: RunConfig, feed_states, stripped, deduped, per_window: bool = False) -> list:
-    """Write what the next runs need under DIR/_state (feeds, learned chrome, near and story state);
-    the WriteState outputs (with `per_window`, each window's file infos)."""
+def keep_state(run: RunFiles, feed_states, stripped, deduped) -> list:
+    """Write what the next runs need under DIR/_state (feeds, learned chrome, near and story state); the files written."""
     def batch(name, rows):
         return rows | f"{name}Batch" >> beam.Map(lambda row: (0, [row]))
 
     return [
-        batch("Feed", feed_states) | "KeepFeedState" >> WriteState(config.out, config.run_id, "feeds", per_window),
-        batch("Chrome", stripped[LEARNED]) | "KeepChromeState" >> WriteState(config.out, config.run_id, "chrome", per_window),
-        deduped["near_state"] | "KeepNearState" >> WriteState(config.out, config.run_id, "near", per_window),
-        deduped["story_state"] | "KeepStoryState" >> WriteState(config.out, config.run_id, "story", per_window),
+        batch("Feed", feed_states) | "KeepFeedState" >> WriteState(run, "feeds"),
+        batch("Chrome", stripped[LEARNED]) | "KeepChromeState" >> WriteState(run, "chrome"),
+        deduped["near_state"] | "KeepNearState" >> WriteState(run, "near"),
+        deduped["story_state"] | "KeepStoryState" >> WriteState(run, "story"),
     ]
 
 
-def build_pipeline(p: beam.Pipeline, config: RunConfig, stored: StoredState):
-    """Feeds -> entries -> pages -> articles, duplicates and errors as Parquet, and state for the next run."""
+def build_pipeline(p: beam.Pipeline, config: RunConfig, stored: StoredState, run: RunFiles, about: dict):
+    """Feeds -> entries -> pages -> articles, duplicates and errors as Parquet, state for the next run; then the
+    commit: the manifest (`about` and what was written) that makes them count."""
     known = stored_inputs(p, stored)
     feeds = p | "ReadSources" >> ReadSources(feed_specs(config, stored))
     entries = feeds.feeds | "FetchFeeds" >> FetchFeeds(config.fetch)
@@ -77,11 +80,17 @@ def build_pipeline(p: beam.Pipeline, config: RunConfig, stored: StoredState):
     extracted, stripped, normalised = clean_pages(p, pages["pages"], known.chrome)
     deduped = normalised.documents | "Dedup" >> Dedup(known.links, known.hashes, known.signatures, known.stories)
 
-    errors = [stage[ERRORS] for stage in (feeds, entries, pages, extracted, stripped, normalised)]
+    errors = [known.unreadable] + [stage[ERRORS] for stage in (feeds, entries, pages, extracted, stripped, normalised)]
     tables = {
         "articles": deduped["articles"],
         "duplicates": deduped["duplicates"],
         "errors": errors | "AllErrors" >> beam.Flatten(),
     }
-    keep_state(config, entries[FEED_STATE], stripped, deduped)
-    return tables | "Write" >> WriteTables(config.out, config.run_id)
+    files = [tables | "Write" >> WriteTables(run), *keep_state(run, entries[FEED_STATE], stripped, deduped)]
+    return {
+        "files": files | "AllFiles" >> beam.Flatten(),
+        "feeds": entries[FEED_STATE],
+        "entries": entries.entries,
+        "skipped": pages[ALREADY_STORED],
+        "errors": tables["errors"],
+    } | "Commit" >> CommitRun(run, about)

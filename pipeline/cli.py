@@ -74,7 +74,8 @@ def _add_run_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--feeds", metavar="SOURCES", help="feed list: text (one URL or path per line), OPML, YAML or TOML; "
                      "default: the bundled offline sample")
     command.add_argument("--out", metavar="DIR", default=DEFAULT_OUT, help=f"output dataset folder (default: {DEFAULT_OUT})")
-    command.add_argument("--run-id", metavar="ID", help="name of this run; re-running an id replaces its files (default: UTC time + random suffix)")
+    command.add_argument("--run-id", metavar="ID", help="name of this run; re-running an id replaces that run once the new one "
+                         "commits (default: UTC time + random suffix)")
     command.add_argument("--allow-private-network", action="store_true",
                      help="allow fetching from loopback, private, link-local and reserved addresses (refused by default)")
     command.add_argument("--allow-network", action="append", default=[], type=_network, metavar="CIDR",
@@ -297,7 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown or (rest and not rest[0].startswith("--")):
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     from newsbeam.pipeline.config import UsageError
+    from newsbeam.pipeline.lock import LockedError
     from newsbeam.pipeline.runner import RunnerError
+    from newsbeam.transforms.commits import DatasetError
     from newsbeam.transforms.sources import SourcesError
 
     if args.command in ("run", "dedup", "stream") and not verbose and not any(a.startswith("--default_sdk_harness_log_level") for a in rest):
@@ -307,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"extract": lambda: _extract(args), "feeds": lambda: _feeds(args), "stream": lambda: _stream(args, rest), "run": lambda: _run(args, rest), "dedup": lambda: _dedup(args, rest)}
         return commands[args.command]()
-    except (UsageError, SourcesError, RunnerError) as exc:
+    except (UsageError, SourcesError, RunnerError, LockedError, DatasetError) as exc:
         print(f"newsbeam: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import uuid
 from dataclasses import dataclass, field
@@ -12,9 +11,8 @@ from importlib import resources
 
 from apache_beam.io.filesystems import FileSystems
 
+from newsbeam.transforms.commits import RUN_ID
 from newsbeam.transforms.http import FetchSettings
-
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
 class UsageError(Exception):
@@ -34,7 +32,8 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class StoredState:
-    """What earlier runs in the same --out left for this one: link and text keys, learned chrome."""
+    """What earlier committed runs in the same --out left for this one: link and text keys, learned chrome, near and
+    story state, feed state."""
 
     links: dict = field(default_factory=dict)
     hashes: dict = field(default_factory=dict)
@@ -42,6 +41,7 @@ class StoredState:
     signatures: list = field(default_factory=list)  # near-state rows of articles within the lookback
     stories: list = field(default_factory=list)  # story-state rows of articles within the story gap
     feeds: dict = field(default_factory=dict)  # feed URL -> its newest feed-state row
+    unreadable: list = field(default_factory=list)  # (path, reason) of committed files that could not be read
 
 
 def sample_feeds_location() -> str:
@@ -54,8 +54,9 @@ def new_run_id() -> str:
 
 
 def check_run_id(run_id: str) -> str:
-    if not _RUN_ID.match(run_id):
-        raise UsageError(f"--run-id {run_id!r}: use letters, digits, '.', '_' and '-' (it names files)")
+    if not RUN_ID.fullmatch(run_id):
+        raise UsageError(f"--run-id {run_id!r}: use up to 100 letters, digits, '.', '_' and '-', starting with a letter "
+                         "or digit (it names files)")
     return run_id
 
 

@@ -25,13 +25,14 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from newsbeam.pipeline.config import UsageError
-from newsbeam.pipeline.manifest import beam_metrics, write_manifest, written_tables
+from newsbeam.pipeline.job import committed_manifest
+from newsbeam.pipeline.lock import writer_lock
+from newsbeam.pipeline.manifest import beam_metrics
 from newsbeam.pipeline.runner import make_runner
+from newsbeam.transforms.commits import CommitRun, RunFiles, committed_runs, launched_attempts, new_attempt, sweep, write_manifest
 from newsbeam.transforms.dedup import Decisions, decided_rows, describe, near_blocks, story_blocks
 from newsbeam.transforms.metrics import count
-from newsbeam.transforms.write import WriteState, remove_stale, spill, write_chunk
-
-TABLES = ("articles", "duplicates")
+from newsbeam.transforms.write import WriteState, spill, write_chunk
 DESCRIBE_COLUMNS = ["article_id", "url", "canonical_url", "feed_url", "content_hash", "text", "title", "published_at",
                     "fetched_at", "paywalled", "extraction_method", "word_count"]
 
@@ -111,8 +112,8 @@ class _DescribeChunkFn(beam.DoFn):
 class _WriteChunkFn(beam.DoFn):
     """(chunk number, {'chunk': [(file, row group)], 'decisions': [[(row, decision)], ...]}) -> the chunk's files written."""
 
-    def __init__(self, out: str, run_id: str):
-        self._out, self._run_id = out, run_id
+    def __init__(self, run: RunFiles):
+        self._run = run
 
     def process(self, keyed):
         number, parts = keyed
@@ -124,8 +125,8 @@ class _WriteChunkFn(beam.DoFn):
             if article is not None:
                 articles.append(article)
             duplicates.extend(copies)
-        yield from write_chunk(self._out, self._run_id, "articles", number, articles)
-        yield from write_chunk(self._out, self._run_id, "duplicates", number, duplicates)
+        yield from write_chunk(self._run, "articles", number, articles)
+        yield from write_chunk(self._run, "duplicates", number, duplicates)
 
 
 def _remove(folder: str) -> None:
@@ -134,14 +135,20 @@ def _remove(folder: str) -> None:
 
 
 def run_dedup(dataset: str, out: str, run_id: str, beam_args: list[str] | None = None) -> dict:
-    """Run the tiers over the dataset's articles and write DIR like a run; returns the manifest."""
+    """Run the tiers over the dataset's articles and write DIR like a run (committed the same way); returns the manifest."""
     files = article_files(dataset)
     if Path(out).resolve() == Path(dataset).resolve() or Path(out).resolve() == Path(dataset).resolve().parent:
         raise UsageError("--out must be another folder than DATASET (the input is read while the output is written)")
+    with writer_lock(out, run_id, "dedup"):
+        return _dedup_locked(dataset, files, out, run_id, beam_args)
+
+
+def _dedup_locked(dataset: str, files: list[str], out: str, run_id: str, beam_args: list[str] | None) -> dict:
     options = PipelineOptions(beam_args or [])
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     found = chunks(files)
+    run = RunFiles(out, run_id, new_attempt())
     spill_dir = FileSystems.join(out, f"_tmp-{run_id}")
     _remove(spill_dir)
     p = beam.Pipeline(runner=make_runner(options), options=options)
@@ -150,39 +157,32 @@ def run_dedup(dataset: str, out: str, run_id: str, beam_args: list[str] | None =
     decided = {"light": described.light, "near": described.near, "story": described.story} | "Tiers" >> Decisions()
     chunk_decisions = decided["decisions"] | "ByChunk" >> beam.FlatMap(by_chunk)
     keyed_specs = specs | "KeyChunks" >> beam.Map(lambda c: (c[0], (c[1], c[2])))
-    (
-        {"chunk": keyed_specs, "decisions": chunk_decisions}
-        | "WithDecisions" >> beam.CoGroupByKey()
-        | "WriteChunks" >> beam.ParDo(_WriteChunkFn(out, run_id))
-        | "AllFiles" >> beam.combiners.ToList()
-        | "RemoveStale" >> beam.Map(remove_stale, out, run_id, list(TABLES))
-    )
-    decided["near_state"] | "KeepNearState" >> WriteState(out, run_id, "near")
-    decided["story_state"] | "KeepStoryState" >> WriteState(out, run_id, "story")
+    written = [
+        {"chunk": keyed_specs, "decisions": chunk_decisions} | "WithDecisions" >> beam.CoGroupByKey()
+        | "WriteChunks" >> beam.ParDo(_WriteChunkFn(run)),
+        decided["near_state"] | "KeepNearState" >> WriteState(run, "near"),
+        decided["story_state"] | "KeepStoryState" >> WriteState(run, "story"),
+    ]
+    payload = {"kind": "dedup", "command": "dedup", "started_at": started_at.isoformat(),
+               "dataset": str(Path(dataset).resolve()), "input_files": len(files), "input_chunks": len(found), "out": out}
+    {"files": written | "AllFiles" >> beam.Flatten()} | "Commit" >> CommitRun(run, payload)
     result = p.run()
     result.wait_until_finish()
     _remove(spill_dir)
 
+    manifest = committed_manifest(out, run_id, run.attempt)
     counts, timings = beam_metrics(result)
-    written = written_tables(out, run_id)
-    rows = {name: info.get("rows", 0) for name, info in written.items()}
+    rows = {name: info["rows"] for name, info in manifest["tables"].items()}
     read = counts.get("articles_read", 0)
-    manifest = {
-        "status": "complete",
-        "command": "dedup",
-        "started_at": started_at.isoformat(),
+    manifest.update({
         "finished_at": datetime.now(timezone.utc).isoformat(),
-        "dataset": str(Path(dataset).resolve()),
-        "input_files": len(files),
-        "input_chunks": len(found),
-        "out": out,
         "counts": counts,
         "articles": {"read": read, "kept": rows.get("articles", 0), "duplicates": rows.get("duplicates", 0),
                      "balanced": read == rows.get("articles", 0) + rows.get("duplicates", 0)},
-        "tables": written,
         "timings": {"total_seconds": round(time.perf_counter() - t0, 3), "stages": timings},
-    }
+    })
     manifest["path"] = write_manifest(out, run_id, manifest)
+    sweep(out, committed_runs(out), launched_attempts(out))
     by_tier = ", ".join(f"{tier} {counts.get(f'duplicates_{tier}', 0)}" for tier in ("url", "exact", "near"))
     manifest["summary"] = (f"dedup {run_id} complete in {manifest['timings']['total_seconds']:.1f} s: {read} articles read -> "
                            f"{rows.get('articles', 0)} kept, {rows.get('duplicates', 0)} duplicates ({by_tier})")

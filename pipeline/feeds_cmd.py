@@ -9,6 +9,7 @@ import sys
 from apache_beam.io.filesystems import FileSystems
 
 from newsbeam.pipeline.config import UsageError
+from newsbeam.transforms.commits import committed_runs
 from newsbeam.transforms.feed_state import latest_states
 from newsbeam.transforms.write import read_state, state_dir
 
@@ -16,9 +17,10 @@ COLUMNS = ("last_status", "consecutive_failures", "last_success_at", "next_poll_
 HEADERS = ("status", "failures", "last success", "next poll", "conditional", "feed")
 
 
-def feed_rows(out: str) -> list[dict]:
-    """The newest state of every feed polled into `out`, failing feeds first."""
-    rows = latest_states(read_state(out, "feeds", exclude_run_id=""))
+def feed_rows(out: str, unreadable: list | None = None) -> list[dict]:
+    """The newest state of every feed that committed runs polled into `out`, failing feeds first; files that cannot
+    be read are skipped and listed in `unreadable`."""
+    rows = latest_states(read_state(out, "feeds", committed_runs(out), unreadable=unreadable))
     return sorted(rows.values(), key=lambda r: (-r["consecutive_failures"], r["feed_url"]))
 
 
@@ -28,7 +30,10 @@ def show_feeds(out: str, failing: bool = False, as_json: bool = False, stream=No
         out = os.path.abspath(os.path.expanduser(out))
     if not FileSystems.exists(state_dir(out, "feeds")):
         raise UsageError(f"no feed state in {out}: not a newsbeam output folder, or no run has polled feeds into it yet")
-    rows = [r for r in feed_rows(out) if r["consecutive_failures"] or not failing]
+    unreadable: list = []
+    rows = [r for r in feed_rows(out, unreadable) if r["consecutive_failures"] or not failing]
+    for path, reason in unreadable:
+        print(f"newsbeam: warning: skipping {path}, which cannot be read ({reason})", file=sys.stderr)
     if as_json:
         for row in rows:
             print(json.dumps({k: _cell(v) for k, v in row.items()}, ensure_ascii=False), file=stream)

@@ -1,77 +1,79 @@
-"""One batch run: load what earlier runs stored, run the pipeline, check the output, write the manifest."""
+"""One batch run: the dataset's lock, what earlier committed runs stored, the pipeline (which commits the run),
+then Beam's counters added to the manifest and what no commit names swept away."""
 
 from __future__ import annotations
 
 import os
-from dataclasses import asdict
+import sys
 import time
 from contextlib import nullcontext
+from dataclasses import asdict
 from datetime import datetime, timezone
 
 import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions, TestOptions
 
 from newsbeam.pipeline.build import build_pipeline
 from newsbeam.pipeline.config import RunConfig, StoredState
-from newsbeam.pipeline.manifest import beam_metrics, feed_health, link_accounting, summary_line, write_manifest, written_tables
+from newsbeam.pipeline.lock import writer_lock
+from newsbeam.pipeline.manifest import beam_metrics, summary_line
 from newsbeam.pipeline.progress import ProgressReporter
 from newsbeam.pipeline.runner import is_local, make_runner
+from newsbeam.transforms.chrome import chrome_from_rows
+from newsbeam.transforms.commits import (Commit, RunFiles, committed_runs, launch_path, launched_attempts, manifest_path,
+                                         new_attempt, read_json, sweep, write_json, write_manifest, versions)
 from newsbeam.transforms.dedup import NEAR_LOOKBACK, stored_keys
 from newsbeam.transforms.feed_state import latest_states
+from newsbeam.transforms.metrics import PROGRESS_DIR_ENV
 from newsbeam.transforms.sources import spec_problem
 from newsbeam.transforms.stories import MAX_STORY_GAP
-from newsbeam.transforms.metrics import PROGRESS_DIR_ENV
-from newsbeam.transforms.chrome import chrome_from_rows
-from newsbeam.transforms.write import read_key_columns, read_run_state, read_state
+from newsbeam.transforms.write import read_committed, read_state
 
 
-def load_stored_state(out: str, run_id: str, feed_urls: set | None = None) -> StoredState:
-    """Keys of earlier runs' rows (never their text) and the chrome they learned; this run id's own excluded."""
+def load_stored_state(out: str, run_id: str, feed_urls: set | None = None,
+                      commits: dict[str, Commit] | None = None) -> StoredState:
+    """Keys of committed runs' rows (never their text), their learned chrome, near, story and feed state.
+
+    This run id's own committed run is left out: a rerun replaces it. Its feed state is read as it
+    was before that run committed, so a rerun polls its feeds as the run did (later runs' feed state
+    would say the feeds are unchanged); links later runs stored still count as stored.
+    """
+    commits = committed_runs(out) if commits is None else commits
+    previous = commits.get(run_id)
+    before = {r: c for r, c in commits.items() if previous is None or c.committed_at < previous.committed_at}
+    mine, unreadable = {run_id}, []
     links, hashes = stored_keys(
-        read_key_columns(out, "articles", ["article_id", "url", "canonical_url", "content_hash"], run_id),
-        read_key_columns(out, "duplicates", ["url", "canonical_url", "duplicate_of"], run_id),
+        read_committed(out, "articles", ["article_id", "url", "canonical_url", "content_hash"], commits, mine, unreadable=unreadable),
+        read_committed(out, "duplicates", ["url", "canonical_url", "duplicate_of"], commits, mine, unreadable=unreadable),
     )
     now = datetime.now(timezone.utc)
-    return StoredState(links=links, hashes=hashes, chrome=chrome_from_rows(read_state(out, "chrome", run_id)),
-                       signatures=read_state(out, "near", run_id, since=now - NEAR_LOOKBACK),
-                       stories=read_state(out, "story", run_id, since=now - MAX_STORY_GAP),
-                       # every run keeps a state row for each feed it lists: the last runs' files have them all
-                       feeds=latest_states(read_state(out, "feeds", run_id, newest_first_until=(
-                           ("feed_url", feed_urls) if feed_urls is not None else None))))
+    return StoredState(
+        links=links, hashes=hashes,
+        chrome=chrome_from_rows(read_state(out, "chrome", commits, mine, unreadable=unreadable)),
+        signatures=read_state(out, "near", commits, mine, since=now - NEAR_LOOKBACK, unreadable=unreadable),
+        stories=read_state(out, "story", commits, mine, since=now - MAX_STORY_GAP, unreadable=unreadable),
+        # every run keeps a state row for each feed it lists: the last runs' files have them all
+        feeds=latest_states(read_state(out, "feeds", before, mine, unreadable=unreadable, newest_first_until=(
+            ("feed_url", feed_urls) if feed_urls is not None else None))),
+        unreadable=unreadable,
+    )
 
 
-def stored_for(config: RunConfig) -> StoredState:
-    """What earlier runs stored for this run's dataset and its listed feeds."""
-    return load_stored_state(config.out, config.run_id, {spec["url"] for spec in config.feeds if not spec_problem(spec)})
+def stored_for(config: RunConfig, commits: dict[str, Commit] | None = None) -> StoredState:
+    """What earlier committed runs stored for this run's dataset and its listed feeds; unreadable files said on stderr."""
+    stored = load_stored_state(config.out, config.run_id, {spec["url"] for spec in config.feeds if not spec_problem(spec)},
+                               commits)
+    for path, reason in stored.unreadable:
+        print(f"newsbeam: warning: skipping {path}, which cannot be read ({reason}); it is an error row of this run",
+              file=sys.stderr)
+    return stored
 
 
-def launched_manifest(config: RunConfig, options: PipelineOptions, stored: StoredState, result, started_at, kind: str = "run",
-                      about: dict | None = None, then: str = "counts and tables are in the runner's console") -> dict:
-    """The manifest of a job handed to a remote runner and not waited for (or only built, with --dry_run);
-    `about` adds what is particular to the kind of job, `then` where its results will be."""
-    dry_run = bool(options.view_as(TestOptions).dry_run)
-    job = getattr(result, "job", None)
-    job_id = getattr(result, "job_id", lambda: None)() if not dry_run else None
-    graph = getattr(job, "proto_pipeline", None)
-    steps = sum(1 for t in graph.components.transforms.values() if not t.subtransforms) if graph is not None else None
-    manifest = _written(config, {
-        "status": "dry_run" if dry_run else "submitted",
-        "kind": kind,
-        **_about(config, options, stored, started_at),
-        **(about or {}),
-        "runner": options.view_as(StandardOptions).runner,
-        "job_id": job_id,
-        "job_transforms": steps,
-    })
-    what = "built (dry run; nothing submitted)" if dry_run else f"submitted as job {job_id}"
-    manifest["summary"] = (f"{kind} {config.run_id}: {len(config.feeds)} feeds, job graph of {steps} transforms {what} "
-                           f"on {manifest['runner']}; {then}")
-    return manifest
-
-
-def _about(config: RunConfig, options: PipelineOptions, stored: StoredState, started_at) -> dict:
-    """What every manifest of a run says: when, from which list, into where, with which options, knowing what."""
+def about(config: RunConfig, options: PipelineOptions, stored: StoredState, started_at, kind: str = "run") -> dict:
+    """What every manifest of a run says: what kind, when, from which list, into where, with which options, knowing what."""
     return {
+        "kind": kind,
         "started_at": started_at.isoformat(),
         "feeds_list": config.feeds_location,
         "sample": config.sample,
@@ -81,28 +83,59 @@ def _about(config: RunConfig, options: PipelineOptions, stored: StoredState, sta
         "feeds": len(config.feeds),
         "stored_before": {"links": len(stored.links), "texts": len(stored.hashes), "chrome_sources": len(stored.chrome),
                           "near_signatures": len(stored.signatures), "stories": len(stored.stories),
-                          "feed_states": len(stored.feeds)},
+                          "feed_states": len(stored.feeds), "unreadable_files": len(stored.unreadable)},
     }
 
 
-def _written(config: RunConfig, manifest: dict) -> dict:
-    """The manifest written to DIR/runs/RUN_ID.json, with its path and run id."""
-    manifest["path"] = write_manifest(config.out, config.run_id, manifest)
-    manifest["run_id"] = config.run_id
+def launched_manifest(config: RunConfig, options: PipelineOptions, attempt: str, result, payload: dict,
+                      then: str = "counts and tables are in the runner's console") -> dict:
+    """The record of a job handed to a remote runner and not waited for (or only built, with --dry_run), in
+    runs/launched/RUN_ID.json; the job itself commits runs/RUN_ID.json when it is done. `then` says where its
+    results will be."""
+    dry_run = bool(options.view_as(TestOptions).dry_run)
+    job = getattr(result, "job", None)
+    job_id = getattr(result, "job_id", lambda: None)() if not dry_run else None
+    graph = getattr(job, "proto_pipeline", None)
+    steps = sum(1 for t in graph.components.transforms.values() if not t.subtransforms) if graph is not None else None
+    manifest = {
+        "run_id": config.run_id,
+        "status": "dry_run" if dry_run else "submitted",
+        "attempt": attempt,
+        **payload,
+        "runner": options.view_as(StandardOptions).runner,
+        "job_id": job_id,
+        "job_transforms": steps,
+        "commits_to": manifest_path(config.out, config.run_id),
+        "versions": versions(),
+    }
+    manifest["path"] = launch_path(config.out, config.run_id)
+    write_json(manifest["path"], {k: v for k, v in manifest.items() if k != "path"})
+    what = "built (dry run; nothing submitted)" if dry_run else f"submitted as job {job_id}"
+    manifest["summary"] = (f"{payload['kind']} {config.run_id}: {len(config.feeds)} feeds, job graph of {steps} transforms "
+                           f"{what} on {manifest['runner']}; {then}")
     return manifest
 
 
-def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: bool = False) -> dict:
-    """Run the batch pipeline and return the manifest it wrote.
+def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: bool = False, lock: bool = True) -> dict:
+    """Run the batch pipeline and return its manifest.
 
-    Local runs are waited for; a remote runner's job is submitted and its manifest says so, unless
-    `config.wait` (then it is waited for and described like a local run).
+    Local runs are waited for; a remote runner's job is submitted and its launch record says so, unless
+    `config.wait` (then it is waited for and described like a local run). The dataset's lock is held while
+    the run is under way (with `lock` False, the caller holds it).
     """
     options = PipelineOptions(beam_args or [])
+    waits = is_local(options) or (config.wait and not options.view_as(TestOptions).dry_run)
+    with writer_lock(config.out, config.run_id, "run") if lock else nullcontext():
+        return _run_locked(config, options, progress, waits)
+
+
+def _run_locked(config: RunConfig, options: PipelineOptions, progress: bool, waits: bool) -> dict:
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     stored = stored_for(config)
     t_index = time.perf_counter()
+    run = RunFiles(config.out, config.run_id, new_attempt())
+    payload = about(config, options, stored, started_at)
 
     show_progress = progress and is_local(options)  # remote runners show their own counters
     with ProgressReporter(len(config.feeds)) if show_progress else nullcontext() as reporter:
@@ -110,27 +143,21 @@ def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: boo
             os.environ[PROGRESS_DIR_ENV] = reporter.folder  # inherited by multi_processing workers
         try:
             p = beam.Pipeline(runner=make_runner(options), options=options)
-            build_pipeline(p, config, stored)
+            build_pipeline(p, config, stored, run, payload)
             result = p.run()
-            if is_local(options) or config.wait:
+            if waits:
                 result.wait_until_finish()
         finally:
             os.environ.pop(PROGRESS_DIR_ENV, None)
     t_pipeline = time.perf_counter()
-    if not is_local(options) and (not config.wait or options.view_as(TestOptions).dry_run):
-        return launched_manifest(config, options, stored, result, started_at)
+    if not waits:
+        return launched_manifest(config, options, run.attempt, result, payload)
 
+    manifest = committed_manifest(config.out, config.run_id, run.attempt)
     counts, stage_timings = beam_metrics(result)
-    tables = written_tables(config.out, config.run_id)
-    health = feed_health(read_run_state(config.out, "feeds", config.run_id))
-    manifest = _written(config, {
-        "status": "complete",
-        **_about(config, options, stored, started_at),
+    manifest.update({
         "finished_at": datetime.now(timezone.utc).isoformat(),
-        "feed_health": health,
         "counts": counts,
-        "links": link_accounting(counts, tables),
-        "tables": tables,
         "timings": {
             "load_stored_seconds": round(t_index - t0, 3),
             "pipeline_seconds": round(t_pipeline - t_index, 3),
@@ -138,5 +165,16 @@ def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: boo
             "stages": stage_timings,
         },
     })
+    manifest["path"] = write_manifest(config.out, config.run_id, manifest)
+    manifest["swept"] = len(sweep(config.out, committed_runs(config.out), launched_attempts(config.out)))
     manifest["summary"] = summary_line(manifest)
     return manifest
+
+
+def committed_manifest(out: str, run_id: str, attempt: str) -> dict:
+    """The manifest a finished job committed; RuntimeError when the job ended without committing this attempt."""
+    path = manifest_path(out, run_id)
+    manifest = read_json(path) if FileSystems.exists(path) else {}
+    if manifest.get("attempt") != attempt or manifest.get("status") != "complete":
+        raise RuntimeError(f"the run finished without committing: {manifest_path(out, run_id)} is not this attempt's")
+    return {k: v for k, v in manifest.items() if k not in ("path", "versions")}

@@ -20,6 +20,7 @@ failures in a row end it. The stream's own manifest (runs/STREAM_ID.json) lists 
 
 from __future__ import annotations
 
+import re
 import signal
 import threading
 import time
@@ -31,28 +32,47 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
 from newsbeam.pipeline.config import RunConfig
-from newsbeam.pipeline.job import launched_manifest, run_job, stored_for
-from newsbeam.pipeline.manifest import write_manifest
+from newsbeam.pipeline.job import about, launched_manifest, run_job, stored_for
+from newsbeam.pipeline.lock import writer_lock
 from newsbeam.pipeline.runner import make_runner
 from newsbeam.pipeline.streaming import build_streaming, poll_ticks
+from newsbeam.transforms.commits import committed_runs, new_attempt, write_manifest
 
 MAX_FAILED_POLLS = 5
 
 
+def poll_id(stream_id: str, number: int) -> str:
+    return f"{stream_id}-p{number:05d}"
+
+
+def polls_committed(commits, stream_id: str) -> int:
+    """How many polls of the stream `stream_id` earlier streams of that id committed (the highest poll number)."""
+    pattern = re.compile(rf"{re.escape(stream_id)}-p(\d{{5,}})")
+    return max((int(m.group(1)) for m in map(pattern.fullmatch, commits) if m), default=0)
+
+
 def run_stream(config: RunConfig, beam_args: list[str], poll_interval: float, max_polls: int | None, say) -> dict:
+    """Poll into config.out until stopped, holding its lock throughout; a stream restarted with the same id goes on
+    from its last committed poll."""
+    with writer_lock(config.out, config.run_id, "stream"):
+        return _stream_locked(config, beam_args, poll_interval, max_polls, say)
+
+
+def _stream_locked(config: RunConfig, beam_args: list[str], poll_interval: float, max_polls: int | None, say) -> dict:
     stop = threading.Event()
     previous = {}
     if threading.current_thread() is threading.main_thread():  # signal handlers can only be set there
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     started_at = datetime.now(timezone.utc)
     polls: list[dict] = []
+    first = polls_committed(committed_runs(config.out), config.run_id) + 1
     failed_in_a_row = 0
     try:
         while not stop.is_set() and (max_polls is None or len(polls) < max_polls):
             began = time.monotonic()
-            poll = replace(config, run_id=f"{config.run_id}-p{len(polls) + 1:05d}")
+            poll = replace(config, run_id=poll_id(config.run_id, first + len(polls)))
             try:
-                manifest = run_job(poll, beam_args)
+                manifest = run_job(poll, beam_args, lock=False)
                 polls.append({"run_id": poll.run_id, "status": manifest["status"], "started_at": manifest["started_at"],
                               "seconds": manifest["timings"]["total_seconds"], "links": manifest["links"],
                               "feeds": manifest["feed_health"]["by_status"], "counts": manifest["counts"]})
@@ -82,6 +102,7 @@ def run_stream(config: RunConfig, beam_args: list[str], poll_interval: float, ma
         "max_polls": max_polls,
         "feeds_list": config.feeds_location,
         "out": config.out,
+        "first_poll": poll_id(config.run_id, first),
         "polls": polls,
     }
     summary["path"] = write_manifest(config.out, config.run_id, summary)
@@ -93,17 +114,21 @@ def run_stream(config: RunConfig, beam_args: list[str], poll_interval: float, ma
 
 def submit_stream(config: RunConfig, beam_args: list[str], poll_interval: float, max_polls: int | None,
                   remember: timedelta) -> dict:
-    """Submit the streaming job to a remote runner (or only build it, with --dry_run); its manifest."""
+    """Submit the streaming job to a remote runner (or only build it, with --dry_run); its launch record."""
     options = PipelineOptions(beam_args)
     options.view_as(StandardOptions).streaming = True
     started_at = datetime.now(timezone.utc)
-    stored = stored_for(config)
-    p = beam.Pipeline(runner=make_runner(options), options=options)
-    start = time.time()
-    build_streaming(p, config, stored, poll_ticks(p, start, poll_interval, max_polls), start, poll_interval, remember)
-    result = p.run()
+    with writer_lock(config.out, config.run_id, "stream"):  # held while submitting: the job's windows commit themselves
+        stored = stored_for(config)
+        attempt = new_attempt()
+        p = beam.Pipeline(runner=make_runner(options), options=options)
+        start = time.time()
+        build_streaming(p, config, stored, poll_ticks(p, start, poll_interval, max_polls), start, poll_interval, remember,
+                        attempt, about(config, options, stored, started_at, kind="stream_window"))
+        result = p.run()
     windows = FileSystems.join(config.out, "runs", f"{config.run_id}-w*.json")
-    return launched_manifest(config, options, stored, result, started_at, kind="stream", about={
+    return launched_manifest(config, options, attempt, result, {
+        **about(config, options, stored, started_at, kind="stream"),
         "poll_interval_seconds": poll_interval,
         "max_polls": max_polls,
         "remember_seconds": remember.total_seconds(),

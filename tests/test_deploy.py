@@ -23,6 +23,7 @@ from newsbeam.pipeline.cli import main
 from newsbeam.pipeline.streaming import build_streaming, poll_ticks
 from newsbeam.pipeline.config import RunConfig, StoredState
 from newsbeam.pipeline.template import load_parameters, main as template_main, run_arguments, run_options
+from newsbeam.transforms.commits import RunFiles, new_attempt
 from newsbeam.transforms.sources import read_sources
 
 pytest.importorskip("apache_beam.runners.dataflow.internal.apiclient", reason="needs the gcp extra")
@@ -89,12 +90,13 @@ def test_dry_run_builds_the_whole_job_graph_for_dataflow(tmp_path):
     options = PipelineOptions(DATAFLOW)
     config = RunConfig(feeds=read_sources(str(SAMPLE)), feeds_location=str(SAMPLE), out=str(tmp_path / "out"), run_id="dry")
     p = beam.Pipeline(runner="DataflowRunner", options=options)
-    build_pipeline(p, config, StoredState())
+    build_pipeline(p, config, StoredState(), RunFiles(config.out, "dry", new_attempt()), {"kind": "run"})
     result = p.run()
     graph = result.job.proto_pipeline
     names = {t.unique_name for t in graph.components.transforms.values()}
     for stage in ("ReadSources", "FetchFeeds/PollFeeds", "FetchPages/Fetch", "SpreadPages", "Extract", "StripChrome",
-                  "Normalise", "Dedup", "Write", "KeepFeedState", "KeepNearState", "KeepStoryState", "KeepChromeState"):
+                  "Normalise", "Dedup", "Write", "KeepFeedState", "KeepNearState", "KeepStoryState", "KeepChromeState",
+                  "Commit/Commit"):
         assert stage in names, stage
     environments = list(graph.components.environments.values())
     assert environments and all(b"europe-west1-docker.pkg.dev/demo/newsbeam:1" in env.payload for env in environments)
@@ -124,7 +126,8 @@ def test_the_template_entry_point_dry_runs_and_writes_a_manifest(tmp_path, capsy
     assert code == 0
     printed = capsys.readouterr().out
     assert "built (dry run; nothing submitted) on DataflowRunner" in printed
-    manifest = json.loads(next((out / "runs").glob("*.json")).read_text())
+    assert not list((out / "runs").glob("*.json")), "a dry run commits nothing"
+    manifest = json.loads(next((out / "runs" / "launched").glob("*.json")).read_text())
     assert manifest["status"] == "dry_run" and manifest["job_transforms"] > 100
     assert manifest["options"]["fetch"]["per_host"] == 3 and manifest["options"]["fetch"]["obey_robots"] is False
     assert not (out / "articles").exists()  # nothing ran
@@ -138,7 +141,7 @@ def test_stream_with_dataflow_builds_the_streaming_job_and_says_so(tmp_path, cap
     assert code == 0
     printed = capsys.readouterr().out
     assert "stream live: 3 feeds, job graph of" in printed and "built (dry run; nothing submitted) on DataflowRunner" in printed
-    manifest = json.loads((out / "runs" / "live.json").read_text())
+    manifest = json.loads((out / "runs" / "launched" / "live.json").read_text())
     assert manifest["kind"] == "stream" and manifest["status"] == "dry_run"
     assert manifest["poll_interval_seconds"] == 300 and manifest["max_polls"] == 12
     assert manifest["remember_seconds"] == 14 * 86400

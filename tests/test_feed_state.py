@@ -121,14 +121,17 @@ def test_latest_state_per_feed_wins():
 # Reading the state back: the newest files, not every run's
 
 
-def _write_feed_state(out, run_id, rows, when):
+def _commit_feed_state(out, run_id, rows):
+    """A committed run that wrote only feed state."""
     from newsbeam.schemas import SCHEMA_VERSION
-    from newsbeam.transforms.write import file_name, state_dir, write_rows
+    from newsbeam.transforms.commits import RunFiles, commit, new_attempt
+    from newsbeam.transforms.write import state_dir, write_rows
 
-    path = os.path.join(state_dir(str(out), "feeds"), file_name(run_id, 0))
-    write_rows("feeds", path, [{**r, "run_id": run_id, "schema_version": SCHEMA_VERSION} for r in rows])
-    os.utime(path, (when, when))
-    return path
+    run = RunFiles(str(out), run_id, new_attempt())
+    info = write_rows("feeds", run.path(state_dir(str(out), "feeds"), 0),
+                      [{**r, "run_id": run_id, "schema_version": SCHEMA_VERSION} for r in rows])
+    commit(str(out), run_id, run.attempt, [{**info, "table": "_state/feeds"}], {"kind": "run"})
+    return info["path"]
 
 
 def test_a_run_reads_the_newest_feed_state_files_only_as_far_as_it_needs(tmp_path):
@@ -136,13 +139,14 @@ def test_a_run_reads_the_newest_feed_state_files_only_as_far_as_it_needs(tmp_pat
 
     other = "http://other.example/feed.xml"
     _, old = first_fetch()
-    oldest = _write_feed_state(tmp_path, "r1", [old], when=1_000)
+    oldest = _commit_feed_state(tmp_path, "r1", [old])
     _, newer = fs.after_success(old, URL, T0 + timedelta(hours=1), status=304, headers={}, body=None)
-    _write_feed_state(tmp_path, "r2", [newer, {**old, "feed_url": other}], when=2_000)
+    _commit_feed_state(tmp_path, "r2", [newer, {**old, "feed_url": other}])
     with open(oldest, "wb") as f:
-        f.write(b"not parquet any more")  # a run that needs only the newest file never opens this one
-    os.utime(oldest, (1_000, 1_000))  # still the oldest
+        f.write(b"not parquet any more")  # a run that needs only the newest commit's file never opens this one
     stored = load_stored_state(str(tmp_path), "r3", {URL, other})
     assert stored.feeds[URL]["last_status"] == fs.NOT_MODIFIED and set(stored.feeds) == {URL, other}
-    with pytest.raises(Exception):  # reading every file does reach it
-        load_stored_state(str(tmp_path), "r3")
+    assert stored.unreadable == []
+    everything = load_stored_state(str(tmp_path), "r3")  # reading every file does reach it: named, skipped
+    assert [path for path, _ in everything.unreadable] == [oldest]
+    assert "magic bytes" in everything.unreadable[0][1] and everything.feeds[URL]["last_status"] == fs.NOT_MODIFIED

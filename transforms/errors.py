@@ -24,4 +24,11 @@ def internal_error(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-FEED_STAGES = ("read_sources", "fetch_feed", "parse_feed")  # errors of a feed; the other stages' are of an entry
+# Errors of the run (state it could not read) and of a feed; every other stage's errors are of an entry (a link).
+FEED_STAGES = ("read_state", "read_sources", "fetch_feed", "parse_feed")
+
+
+def unreadable_rows(unreadable: list) -> list[dict]:
+    """Error rows for committed files a run could not read (it goes on without them)."""
+    return [error_row(stage="read_state", error="unreadable_file", message=f"{path}: {reason}", url=path)
+            for path, reason in unreadable]

@@ -130,3 +130,25 @@ def after_failure(state: dict | None, feed_url: str, now: datetime, *, error: st
 def carried(state: dict, now: datetime) -> dict:
     """The state of a feed this run skipped: unchanged but for when it was checked."""
     return {**state, "checked_at": now, "last_status": SKIPPED}
+
+
+def feed_health(rows: list[dict]) -> dict:
+    """The feeds' health after a run, from the feed-state rows it wrote: counts by outcome, the feeds
+    backing off and the feeds whose validators are not trusted."""
+    by_status: dict = {}
+    for row in rows:
+        by_status[row["last_status"]] = by_status.get(row["last_status"], 0) + 1
+    failing = sorted((r for r in rows if r["consecutive_failures"]), key=lambda r: (-r["consecutive_failures"], r["feed_url"]))
+    return {
+        "by_status": dict(sorted(by_status.items())),
+        "failing": [
+            {"feed_url": r["feed_url"], "consecutive_failures": r["consecutive_failures"], "last_error": r["last_error"],
+             "last_success_at": _iso(r["last_success_at"]), "next_poll_at": _iso(r["next_poll_at"])}
+            for r in failing
+        ],
+        "unconditional": [{"feed_url": r["feed_url"], "why": r["conditional_note"]} for r in rows if not r["conditional"]],
+    }
+
+
+def _iso(value):
+    return value.isoformat() if value is not None else None

@@ -1,22 +1,20 @@
-"""Write stage: Hive-partitioned Parquet files, written whole or not at all.
+"""Write stage: Hive-partitioned Parquet files, written whole or not at all, and the readers of committed ones.
 
-Each (table, date) partition is written by one worker as `part-RUN_ID-NNNNN.parquet`:
-first to a hidden temporary name in the same folder (readers skip names starting with
-'.'), then renamed, then its footer read back and its row count checked. After all
-partitions are written, files of the same run id that this run did not write are deleted,
-so re-running a run id replaces its own output (and the temporary files a crash of it
-left behind) and nothing else.
+Each (table, date) partition is written by one worker as `part-RUN_ID-NNNNN.ATTEMPT.parquet`
+(transforms/commits.py): first to a hidden temporary name in the same folder (readers skip
+names starting with '.'), then renamed, then its footer read back and its row count checked.
+The writers give out what they wrote (table, path, rows); the run's commit (CommitRun) names
+those files in its manifest, and only then do they count. State for later runs is written
+the same way under DIR/_state/NAME, and read back only from committed runs.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import pickle
 import posixpath
 import re
 import uuid
-from functools import partial
 from datetime import datetime, timezone
 
 import apache_beam as beam
@@ -25,6 +23,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from newsbeam.schemas import PARTITION_COLUMN, SCHEMA_VERSION, STATE, TABLES
+from newsbeam.transforms.commits import Commit, RunFiles, committed_files, parquet_rows
 from newsbeam.transforms.metrics import count
 from newsbeam.transforms.normalise import partition_date
 
@@ -38,9 +37,25 @@ def partition_of(table: str, row: dict) -> str:
     return partition_date(None, row["fetched_at" if table == "duplicates" else "failed_at"])
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def to_arrow(table: str, rows: list[dict]) -> pa.Table:
+    """Rows as an Arrow table of the table's schema; text that is not valid Unicode (lone surrogates) gets U+FFFD."""
     schema = TABLES[table] if table in TABLES else STATE[table]
-    return pa.Table.from_pylist([{f: row.get(f) for f in schema.names} for row in rows], schema=schema)
+    columns = [{f: row.get(f) for f in schema.names} for row in rows]
+    try:
+        return pa.Table.from_pylist(columns, schema=schema)
+    except UnicodeEncodeError:  # rare: only then is every value looked at
+        return pa.Table.from_pylist([{f: _valid(v) for f, v in row.items()} for row in columns], schema=schema)
+
+
+def _valid(value):
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value)
+    if isinstance(value, list):
+        return [_valid(v) for v in value]
+    return value
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
@@ -61,77 +76,35 @@ def write_file(path: str, data: bytes, expected_rows: int) -> None:
         raise IOError(f"{path} has {rows} rows after writing, expected {expected_rows}")
 
 
-def parquet_rows(path: str) -> int:
-    """Row count from a written file's footer: reading it back proves the file is whole."""
-    with FileSystems.open(path, compression_type="uncompressed") as f:
-        return pq.read_metadata(f).num_rows
-
-
 def table_dir(out: str, table: str) -> str:
     return FileSystems.join(out, table)
 
 
-def file_name(run_id: str, chunk: int) -> str:
-    return f"part-{run_id}-{chunk:05d}.parquet"
-
-
-def run_files_pattern(out: str, table: str, run_id: str, temporary: bool = False) -> str:
-    """Glob of every file (or leftover temporary file) a run wrote into a table."""
-    return _run_files_glob(FileSystems.join(table_dir(out, table), f"{PARTITION_COLUMN}=*"), run_id, temporary)
-
-
-def _run_files_glob(folder: str, run_id: str, temporary: bool) -> str:
-    return FileSystems.join(folder, f".part-{run_id}-*.tmp" if temporary else f"part-{run_id}-*.parquet")
-
-
-def _delete_unwritten(folders: list[str], run_id: str, files: list[dict]) -> list[dict]:
-    """Delete the run id's files (and temporary files) in `folders` (globs allowed) that are not among `files`,
-    the ones it wrote; return `files` sorted by path."""
-    keep = {f["path"] for f in files}
-    globs = [_run_files_glob(folder, run_id, temporary) for folder in folders for temporary in (False, True)]
-    stale = [m.path for result in FileSystems.match(globs) for m in result.metadata_list if m.path not in keep]
-    if stale:
-        FileSystems.delete(stale)
-    return sorted(files, key=lambda f: f["path"])
-
-
-def read_key_columns(out: str, table: str, columns: list[str], exclude_run_id: str) -> list[dict]:
-    """Key columns of earlier runs' rows (never the text), for deduplication against them."""
-    return _earlier_rows(table_dir(out, table), columns, exclude_run_id)
-
-
-def _earlier_rows(folder: str, columns: list[str], exclude_run_id: str, since=None, schema=None,
-                  newest_first_until: tuple[str, set] | None = None) -> list[dict]:
-    """`columns` of every row under `folder` written by other runs (with `since`, published since then).
+def read_committed(out: str, folder: str, columns: list[str], commits: dict[str, Commit], exclude=(), since=None,
+                   schema: pa.Schema | None = None, newest_first_until: tuple[str, set] | None = None,
+                   unreadable: list | None = None) -> list[dict]:
+    """`columns` of the rows in the committed files under `out`/`folder`, runs in `exclude` left out.
 
     Read through Beam's filesystems, so any of them works (local, gs://, s3://, ...); only the
-    columns asked for are read, and with `since` row groups entirely older are skipped. With the
-    schema given, columns added since a file was written read as nulls. With
-    `newest_first_until=(column, values)`, files are read newest first and no further once every
-    value has been seen in `column`: a run's state then costs the files of the last runs, not of all.
+    columns asked for are read, and with `since` rows published before are dropped (row groups
+    entirely older are skipped). With the schema given, columns added since a file was written read
+    as nulls. With `newest_first_until=(column, values)`, files are read newest commit first and no
+    further once every value has been seen in `column`. A file that cannot be read is skipped and
+    (path, reason) appended to `unreadable`; without that list it raises IOError naming the file.
     """
-    import pyarrow.dataset as ds
-
-    keep = ds.field("run_id") != exclude_run_id
-    if since is not None:
-        keep &= ds.field("published_at") >= since
-    matches = _parquet_matches(folder)
     if newest_first_until:
-        matches.sort(key=lambda m: m.last_updated_in_seconds, reverse=True)
         column, missing = newest_first_until[0], set(newest_first_until[1])
     rows: list[dict] = []
-    for match in matches:
-        with FileSystems.open(match.path, compression_type="uncompressed") as f:
-            data = pq.ParquetFile(f)
-            present = set(data.schema_arrow.names)
-            wanted = [c for c in columns if c in present]
-            needed = wanted + [c for c in ("run_id", "published_at") if c in present and c not in wanted]
-            table = ds.dataset(pq.read_table(f, columns=needed)).to_table(columns=wanted, filter=keep)
-        for column_name in columns:
-            if column_name not in present:  # written before the column existed
-                kind = schema.field(column_name).type if schema is not None else pa.null()
-                table = table.append_column(pa.field(column_name, kind), pa.nulls(len(table), type=kind))
-        rows.extend(table.select(columns).to_pylist())
+    for path in committed_files(out, folder, commits, exclude):
+        try:
+            table = _read_columns(path, columns, since, schema)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
+            if unreadable is None:
+                raise IOError(f"{path} cannot be read: {reason}") from None
+            unreadable.append((path, reason))
+            continue
+        rows.extend(table.to_pylist())
         if newest_first_until:
             missing.difference_update(table.column(column).to_pylist())
             if not missing:
@@ -139,65 +112,45 @@ def _earlier_rows(folder: str, columns: list[str], exclude_run_id: str, since=No
     return rows
 
 
-def _parquet_matches(folder: str) -> list:
-    """Metadata of the Parquet files under `folder`, hidden and temporary ones (names starting with . or _) left out."""
-    if not FileSystems.exists(folder):
-        return []
-    found = []
-    for match in FileSystems.match([FileSystems.join(folder, "**")])[0].metadata_list:
-        relative = match.path[len(folder):].lstrip("/")
-        if match.path.endswith(".parquet") and not any(part.startswith((".", "_")) for part in relative.split("/")):
-            found.append(match)
-    return sorted(found, key=lambda m: m.path)
+def _read_columns(path: str, columns: list[str], since, schema) -> pa.Table:
+    import pyarrow.dataset as ds
 
-
-def parquet_files(folder: str) -> list[str]:
-    """The Parquet files under `folder`, hidden and temporary ones left out, by path."""
-    return [m.path for m in _parquet_matches(folder)]
+    with FileSystems.open(path, compression_type="uncompressed") as f:
+        present = set(pq.ParquetFile(f).schema_arrow.names)
+        wanted = [c for c in columns if c in present]
+        needed = wanted + (["published_at"] if since is not None and "published_at" in present and "published_at" not in wanted else [])
+        table = pq.read_table(f, columns=needed)
+    if since is not None and "published_at" in present:
+        table = ds.dataset(table).to_table(columns=wanted, filter=ds.field("published_at") >= since)
+    for name in columns:
+        if name not in present:  # written before the column existed
+            kind = schema.field(name).type if schema is not None else pa.null()
+            table = table.append_column(pa.field(name, kind), pa.nulls(len(table), type=kind))
+    return table.select(columns)
 
 
 class WriteTables(beam.PTransform):
-    """{'articles': rows, 'duplicates': rows, 'errors': rows} -> written files; then stale files removed.
+    """{'articles': rows, 'duplicates': rows, 'errors': rows} -> the files written, as (table, path, rows) infos.
 
-    With `per_window` (the streaming job), each window of the input is written as a run of its own,
-    run id `window_run_id(run_id, window)`, and the file infos come out in their windows; the caller
-    closes each window (removes its stale files, writes its manifest) when all its files are in.
+    With the run's `per_window` (the streaming job), each window of the input is written as a run of
+    its own, and the file infos come out in their windows. Nothing counts until the run commits them.
     """
 
-    def __init__(self, out: str, run_id: str, per_window: bool = False):
+    def __init__(self, run: RunFiles):
         super().__init__()
-        self._out = out
-        self._run_id = run_id
-        self._per_window = per_window
+        self._run = run
 
     def expand(self, tables: dict):
-        run_id_in = partial(_run_id_in, self._run_id, self._per_window)
         written = []
         for table, rows in tables.items():
             written.append(
                 rows
-                | f"Stamp{table.title()}" >> beam.ParDo(_StampFn(run_id_in, table))
+                | f"Stamp{table.title()}" >> beam.ParDo(_StampFn(self._run, table))
                 | f"Partition{table.title()}" >> beam.Map(lambda row, t=table: (partition_of(t, row), row))
                 | f"Group{table.title()}" >> beam.GroupByKey()
-                | f"Write{table.title()}" >> beam.ParDo(_WritePartitionFn(self._out, run_id_in, table))
+                | f"Write{table.title()}" >> beam.ParDo(_WritePartitionFn(self._run, table))
             )
-        files = written | "AllFiles" >> beam.Flatten()
-        if self._per_window:
-            return files
-        return (
-            files
-            | "ListFiles" >> beam.combiners.ToList()
-            | "RemoveStaleFiles" >> beam.Map(remove_stale, self._out, self._run_id, list(tables))
-        )
-
-
-def _run_id_in(run_id: str, per_window: bool, window) -> str:
-    return window_run_id(run_id, window) if per_window else run_id
-
-
-def window_run_id(stream_id: str, window) -> str:
-    """The run id of a streaming job's window: the job's, and when the window starts (UTC)."""
-    return f"{stream_id}-w{window.start.to_utc_datetime():%Y%m%dT%H%M%SZ}"
+        return written | "AllFiles" >> beam.Flatten()
 
 
 def _stamp(row: dict, run_id: str, table: str) -> dict:
@@ -208,29 +161,32 @@ def _stamp(row: dict, run_id: str, table: str) -> dict:
 
 
 class _StampFn(beam.DoFn):
-    def __init__(self, run_id_in, table: str):
-        self._run_id_in, self._table = run_id_in, table
+    def __init__(self, run: RunFiles, table: str):
+        self._run, self._table = run, table
 
     def process(self, row, window=beam.DoFn.WindowParam):
-        yield _stamp(row, self._run_id_in(window), self._table)
+        yield _stamp(row, self._run.run_id_in(window), self._table)
 
 
 class _WritePartitionFn(beam.DoFn):
-    def __init__(self, out: str, run_id_in, table: str):
-        self._out, self._run_id_in, self._table = out, run_id_in, table
+    def __init__(self, run: RunFiles, table: str):
+        self._run, self._table = run, table
 
     def process(self, keyed, window=beam.DoFn.WindowParam):
         day, rows = keyed
-        run_id = self._run_id_in(window)
-        folder = FileSystems.join(table_dir(self._out, self._table), f"{PARTITION_COLUMN}={day}")
+        folder = partition_dir(self._run.out, self._table, day)
         chunk, batch = 0, []
         for row in rows:
             batch.append(row)
             if len(batch) == ROWS_PER_FILE:
-                yield write_rows(self._table, FileSystems.join(folder, file_name(run_id, chunk)), batch)
+                yield write_rows(self._table, self._run.path(folder, chunk, window), batch)
                 chunk, batch = chunk + 1, []
         if batch:
-            yield write_rows(self._table, FileSystems.join(folder, file_name(run_id, chunk)), batch)
+            yield write_rows(self._table, self._run.path(folder, chunk, window), batch)
+
+
+def partition_dir(out: str, table: str, day: str) -> str:
+    return FileSystems.join(table_dir(out, table), f"{PARTITION_COLUMN}={day}")
 
 
 def write_rows(table: str, path: str, rows: list[dict]) -> dict:
@@ -240,49 +196,30 @@ def write_rows(table: str, path: str, rows: list[dict]) -> dict:
     return {"table": table, "path": path, "rows": len(rows)}
 
 
-def write_chunk(out: str, run_id: str, table: str, chunk: int, rows: list[dict]) -> list[dict]:
+def write_chunk(run: RunFiles, table: str, chunk: int, rows: list[dict]) -> list[dict]:
     """One chunk's rows of a table, stamped and filed by partition: a file per partition the chunk reaches."""
     by_day: dict[str, list[dict]] = {}
     for row in rows:
-        row = _stamp(row, run_id, table)
+        row = _stamp(row, run.run_id, table)
         by_day.setdefault(partition_of(table, row), []).append(row)
-    return [write_rows(table, FileSystems.join(table_dir(out, table), f"{PARTITION_COLUMN}={day}", file_name(run_id, chunk)), day_rows)
+    return [write_rows(table, run.path(partition_dir(run.out, table, day), chunk), day_rows)
             for day, day_rows in sorted(by_day.items())]
-
-
-def remove_stale(files: list[dict], out: str, run_id: str, tables: list[str], states=()) -> list[dict]:
-    """Delete the run id's files (and temporary files) in `tables` and the `states` folders of _state that are
-    not among `files`, the ones it wrote; return `files` sorted by path."""
-    folders = [FileSystems.join(table_dir(out, table), f"{PARTITION_COLUMN}=*") for table in tables]
-    return _delete_unwritten(folders + [state_dir(out, name) for name in states], run_id, files)
 
 
 def state_dir(out: str, name: str) -> str:
     return FileSystems.join(out, "_state", name)
 
 
-def read_state(out: str, name: str, exclude_run_id: str, since=None, newest_first_until=None) -> list[dict]:
-    """State rows earlier runs kept beside the dataset; with `since`, only those published since then;
-    with `newest_first_until` (column, values), the newest files until every value is seen."""
-    return _earlier_rows(state_dir(out, name), _state_columns(name), exclude_run_id, since=since, schema=STATE[name],
-                         newest_first_until=newest_first_until)
+def read_state(out: str, name: str, commits: dict[str, Commit], exclude=(), since=None, newest_first_until=None,
+               unreadable: list | None = None) -> list[dict]:
+    """State rows committed runs kept beside the dataset (see read_committed)."""
+    return read_committed(out, f"_state/{name}", _state_columns(name), commits, exclude, since=since, schema=STATE[name],
+                          newest_first_until=newest_first_until, unreadable=unreadable)
 
 
 def _state_columns(name: str) -> list[str]:
     """A state table's columns, without the stamps every row carries."""
     return [c for c in STATE[name].names if c not in ("run_id", "schema_version")]
-
-
-def read_run_state(out: str, name: str, run_id: str) -> list[dict]:
-    """The state rows one run wrote (for its manifest)."""
-    columns = _state_columns(name)
-    own = re.compile(rf"part-{re.escape(run_id)}-\d+\.parquet$")
-    rows = []
-    for path in parquet_files(state_dir(out, name)):
-        if own.fullmatch(path.rsplit("/", 1)[-1]):
-            with FileSystems.open(path, compression_type="uncompressed") as f:
-                rows.extend(pq.read_table(f, columns=columns).to_pylist())
-    return rows
 
 
 def spill(path: str, part):
@@ -307,51 +244,31 @@ def unspill(part):
 
 
 class WriteState(beam.PTransform):
-    """(key, rows) batches -> one file per key under DIR/_state/NAME; the run's other files there removed.
+    """(key, rows) batches -> one file per key under DIR/_state/NAME, as file infos (committed with the run's tables).
 
-    A batch may be the path its rows were spilled to (`spill`); it is read here.
-
-    The near and story tiers key their state by time block, so no worker holds more than a
-    block's rows; a rerun of the run id replaces its own files and leaves other runs' alone.
-    With `per_window`, as WriteTables: a run per window, the file infos returned in their windows.
+    A batch may be the path its rows were spilled to (`spill`); it is read here. The near and story
+    tiers key their state by time block, so no worker holds more than a block's rows.
     """
 
-    def __init__(self, out: str, run_id: str, name: str, per_window: bool = False):
+    def __init__(self, run: RunFiles, name: str):
         super().__init__()
-        self._out, self._run_id, self._name, self._per_window = out, run_id, name, per_window
+        self._run, self._name = run, name
 
     def expand(self, batches):
-        files = (
+        return (
             batches
             | "Group" >> beam.GroupByKey()
-            | "WriteFile" >> beam.ParDo(_WriteStateFn(self._out, self._name, partial(_run_id_in, self._run_id, self._per_window)))
-        )
-        if self._per_window:
-            return files
-        return (
-            files
-            | "ListFiles" >> beam.combiners.ToList()
-            | "RemoveStale" >> beam.Map(remove_stale, self._out, self._run_id, [], [self._name])
+            | "WriteFile" >> beam.ParDo(_WriteStateFn(self._run, self._name))
         )
 
 
 class _WriteStateFn(beam.DoFn):
-    def __init__(self, out: str, name: str, run_id_in):
-        self._out, self._name, self._run_id_in = out, name, run_id_in
+    def __init__(self, run: RunFiles, name: str):
+        self._run, self._name = run, name
 
     def process(self, keyed, window=beam.DoFn.WindowParam):
         key, batches = keyed
-        run_id = self._run_id_in(window)
-        rows = [_stamp(row, run_id, self._name) for batch in batches for row in unspill(batch)]
-        path = FileSystems.join(state_dir(self._out, self._name), file_name(run_id, key))
+        rows = [_stamp(row, self._run.run_id_in(window), self._name) for batch in batches for row in unspill(batch)]
+        path = self._run.path(state_dir(self._run.out, self._name), key, window)
         write_file(path, parquet_bytes(to_arrow(self._name, rows)), len(rows))
         yield {"table": f"_state/{self._name}", "path": path, "rows": len(rows)}
-
-
-def write_json(path: str, payload: dict) -> None:
-    """A JSON document, written via a temporary file and a rename."""
-    folder, name = posixpath.split(path)
-    tmp = posixpath.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
-    with FileSystems.create(tmp) as f:
-        f.write(json.dumps(payload, indent=2, default=str).encode("utf-8"))
-    FileSystems.rename([tmp], [path])

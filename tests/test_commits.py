@@ -1,0 +1,189 @@
+"""A run commits whole or leaves no trace: kills at every write boundary, reruns of old and crashed ids, run ids that
+are prefixes of others, two runs at once. Whole runs over a loopback web, the dataset read back with pandas."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from newsbeam.pipeline.cli import main
+from newsbeam.pipeline.config import RunConfig
+from newsbeam.pipeline.job import run_job
+from newsbeam.transforms.commits import committed_runs, owner_of
+from newsbeam.transforms.http import FetchSettings
+from newsbeam.transforms.sources import read_sources
+from newsweb import article_page, body_paragraphs, rss
+
+FAST = FetchSettings(connect_timeout=2, read_timeout=2, deadline=5, allow_private_network=True, retries=0, host_delay=0)
+CLI_FAST = ["--allow-private-network", "--host-delay", "0", "--retries", "0", "--read-timeout", "2", "--deadline", "5"]
+CRASH_RUN = Path(__file__).with_name("crash_run.py")
+ENTRY_STAGES_EXCLUDED = ("read_state", "read_sources", "fetch_feed", "parse_feed")
+
+
+def little_web(web, folder: Path, delay: float = 0.0) -> tuple[Path, list[str]]:
+    """Two feeds, seven links: four articles, a syndicated copy, a tracking link to an article, a dead link."""
+    a_items = []
+    for i in range(3):
+        link = web.add(f"/a/{i}.html", article_page(f"Harbour story {i}", body_paragraphs(i), f"https://a.example/{i}",
+                                                   "Alder Post", published=f"2026-11-2{i}T09:00:00+00:00"), delay=delay)
+        a_items.append({"title": f"Harbour story {i}", "link": link})
+    a_items.append({"title": "Gone", "link": web.url("/a/gone.html")})
+    copy = web.add("/b/copy.html", article_page("Coast plan", body_paragraphs(0), "https://b.example/copy", "Birch Gazette",
+                                                published="2026-11-20T15:00:00+00:00"))
+    own = web.add("/b/own.html", article_page("Market hall", body_paragraphs(7), "https://b.example/own", "Birch Gazette"))
+    b_items = [{"title": "Coast plan", "link": copy}, {"title": "Harbour story 1", "link": web.url("/a/1.html") + "?utm_source=b"},
+               {"title": "Market hall", "link": own}]
+    feeds = folder / "feeds.txt"
+    feeds.write_text(web.add("/a/feed.xml", rss("Alder Post", a_items), content_type="application/rss+xml") + "\n"
+                     + web.add("/b/feed.xml", rss("Birch Gazette", b_items), content_type="application/rss+xml") + "\n")
+    return feeds, [item["link"] for item in a_items + b_items]
+
+
+def run(feeds: Path, out: Path, run_id: str) -> dict:
+    config = RunConfig(feeds=read_sources(str(feeds)), feeds_location=str(feeds), out=str(out), run_id=run_id, fetch=FAST)
+    return run_job(config)
+
+
+def crash(boundary: str, feeds: Path, out: Path, run_id: str) -> None:
+    """A whole `newsbeam run` in a child process, killed at `boundary`."""
+    child = subprocess.run([sys.executable, str(CRASH_RUN), boundary, "run", "--feeds", str(feeds), "--out", str(out),
+                            "--run-id", run_id, "-q", *CLI_FAST], capture_output=True, text=True, timeout=300)
+    assert child.returncode == -9, f"the run was not killed at {boundary} (exit {child.returncode}): {child.stderr[-2000:]}"
+
+
+def ends(out: Path) -> list[str]:
+    """Every link the dataset accounts for, once per row: articles, duplicates and entry errors."""
+    found = []
+    for table in ("articles", "duplicates", "errors"):
+        if (out / table).exists():
+            rows = pd.read_parquet(out / table)
+            if table == "errors":
+                rows = rows[~rows.stage.isin(ENTRY_STAGES_EXCLUDED)]
+            found += list(rows.url)
+    return sorted(found)
+
+
+def files_on_disk(out: Path) -> set[str]:
+    folders = [out / t for t in ("articles", "duplicates", "errors", "_state")]
+    return {str(p.relative_to(out)) for folder in folders if folder.exists() for p in folder.rglob("*") if p.is_file()}
+
+
+def files_committed(out: Path) -> set[str]:
+    return {name for path in (out / "runs").glob("*.json") for name in json.loads(path.read_text()).get("files", [])}
+
+
+def assert_whole(out: Path, links: list[str], manifest: dict) -> None:
+    """Each link ends exactly once, every file on disk is one a committed manifest names, the run balances."""
+    assert ends(out) == sorted(links)
+    assert files_on_disk(out) == files_committed(out)
+    assert manifest["links"]["balanced"], manifest["links"]
+    duplicates = pd.read_parquet(out / "duplicates")
+    assert not (duplicates.tier == "near").any(), "an article was filed as a near copy of itself"
+    assert not (out / ".newsbeam.lock").exists()
+
+
+@pytest.fixture(scope="module")
+def crashed(module_web, tmp_path_factory):
+    """One dataset per boundary, each left by a run killed there (the child processes run once per module)."""
+    folder = tmp_path_factory.mktemp("crashes")
+    feeds, links = little_web(module_web, folder)
+    return folder, feeds, links
+
+
+BOUNDARIES = ["state:feeds", "state:chrome", "state:near", "state:story", "table:articles", "table:errors",
+              "manifest:before", "manifest:after", "launcher"]
+
+
+@pytest.mark.parametrize("boundary", BOUNDARIES)
+def test_a_run_killed_at_a_write_boundary_then_rerun_accounts_for_every_link_once(crashed, boundary):
+    folder, feeds, links = crashed
+    out = folder / boundary.replace(":", "-")
+    crash(boundary, feeds, out, "night")
+    committed = "night" in committed_runs(str(out))
+    assert committed == (boundary in ("manifest:after", "launcher")), "the run counts exactly when its manifest is written"
+    same_id, new_id = out.with_name(out.name + "-same"), out.with_name(out.name + "-new")
+    shutil.copytree(out, same_id)
+    shutil.copytree(out, new_id)
+
+    again = run(feeds, same_id, "night")
+    assert_whole(same_id, links, again)
+    assert again["links"]["articles"] + again["links"]["duplicates"] + again["links"]["errors"] == len(links)
+
+    after = run(feeds, new_id, "morning")
+    assert_whole(new_id, links, after)
+    # Nothing of an uncommitted run counts: its feed state, links and near signatures are ignored, so the next
+    # run fetches every link again; after a committed one the feeds are unchanged.
+    assert after["links"]["discovered"] == (0 if committed else len(links))
+    assert {owner_of(f).run_id for f in files_on_disk(new_id)} == ({"night", "morning"} if committed else {"morning"})
+
+
+def test_rerunning_an_old_run_id_replaces_that_run_and_leaves_later_runs_alone(web, tmp_path):
+    feeds, links = little_web(web, tmp_path)
+    out = tmp_path / "data"
+    for run_id in ("r1", "r2", "r3", "r4"):
+        run(feeds, out, run_id)
+    later = {r: json.loads((out / "runs" / f"{r}.json").read_text())["files"] for r in ("r2", "r3", "r4")}
+    first = run(feeds, out, "r1")  # sees the feeds as they were before r1: not "unchanged", as r4 left them
+    assert first["links"]["articles"] == 4 and first["links"]["balanced"]
+    assert_whole(out, links, first)
+    assert set(pd.read_parquet(out / "articles").run_id) == {"r1"}
+    for run_id, files in later.items():
+        assert json.loads((out / "runs" / f"{run_id}.json").read_text())["files"] == files
+        assert all((out / f).exists() for f in files)
+
+
+def test_a_run_id_that_is_a_prefix_of_another_leaves_the_other_alone(web, tmp_path):
+    feeds, links = little_web(web, tmp_path)
+    out = tmp_path / "data"
+    run(feeds, out, "nightly-2")
+    theirs = json.loads((out / "runs" / "nightly-2.json").read_text())["files"]
+    assert any(f.startswith("articles/") for f in theirs)
+    for _ in range(2):  # once, and rerun
+        manifest = run(feeds, out, "nightly")
+        assert all((out / f).exists() for f in theirs)
+        assert_whole(out, links, manifest)
+    assert set(pd.read_parquet(out / "articles").run_id) == {"nightly-2"}
+
+
+@pytest.mark.parametrize("boundary", ["manifest:before", "manifest:after"])
+def test_a_rerun_of_a_committed_run_killed_at_its_commit_leaves_one_whole_version(web, tmp_path, boundary):
+    feeds, links = little_web(web, tmp_path)
+    out = tmp_path / "data"
+    first = run(feeds, out, "r1")
+    crash(boundary, feeds, out, "r1")
+    attempt = committed_runs(str(out))["r1"].attempt
+    assert (attempt == first["attempt"]) == (boundary == "manifest:before")
+    manifest = run(feeds, out, "r2")  # the next run sweeps what the dead attempt left
+    assert manifest["links"]["discovered"] == 0  # the feeds are as the committed version of r1 left them
+    assert ends(out) == sorted(links)
+    assert files_on_disk(out) == files_committed(out)
+
+
+def test_a_second_run_into_the_same_dataset_is_refused_while_the_first_is_under_way(web, tmp_path, capsys):
+    feeds, links = little_web(web, tmp_path, delay=1.5)  # pages slow enough that the first run is still fetching
+    out = tmp_path / "data"
+    first = subprocess.Popen([sys.executable, "-m", "newsbeam.pipeline.cli", "run", "--feeds", str(feeds), "--out", str(out),
+                              "--run-id", "first", "-q", *CLI_FAST], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lock = out / ".newsbeam.lock"
+        deadline = time.monotonic() + 60
+        while not (lock.exists() and lock.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert lock.exists(), "the first run never took the lock"
+        code = main(["run", "--feeds", str(feeds), "--out", str(out), "--run-id", "second", "-q", *CLI_FAST])
+        said = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(said) == 1, said
+        assert "is being written by run first (newsbeam run, pid" in said[0] and str(out) in said[0]
+    finally:
+        _, stderr = first.communicate(timeout=120)
+    assert first.returncode == 0, stderr
+    assert not (out / "runs" / "second.json").exists()
+    assert ends(out) == sorted(links)  # stored once: the second run wrote nothing
+    assert main(["run", "--feeds", str(feeds), "--out", str(out), "--run-id", "third", "-q", *CLI_FAST]) == 0  # free again
