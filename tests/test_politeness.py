@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import threading
 
+import pandas as pd
 import pytest
+from hypothesis import given, settings, strategies as st
 
-from newsbeam.transforms.http import FetchSettings, HttpClient
+from newsbeam.pipeline.cli import main
+from newsbeam.transforms import politeness
+from newsbeam.transforms.http import FetchError, FetchSettings, HttpClient
 from newsbeam.transforms.politeness import MAX_CRAWL_DELAY, HostGate, RobotsRules
 from newsbeam.transforms.pool import Dispatcher
+from newsweb import article_page, body_paragraphs, rss
 
 
 class FakeClock:
@@ -206,3 +211,84 @@ def test_robots_fetched_once_by_concurrent_checks(web, rules):
         t.join(5)
     assert len(results) == 8 and all(r and r.startswith("disallowed") for r in results)
     assert web.requests.count("/robots.txt") == 1
+
+
+def allowed(robots, web, paths):
+    return {path: robots.check(web.url(path)) is None for path in paths}
+
+
+def test_robots_wildcard_and_end_anchor(web, rules):
+    robots, _ = rules
+    web.add("/robots.txt", "User-agent: *\nDisallow: /*.pdf$\nDisallow: /exact$\n", content_type="text/plain")
+    assert allowed(robots, web, ["/a/b.pdf", "/a/b.pdf?x=1", "/a/b.pdfx", "/exact", "/exact/more", "/exact?page=2"]) == {
+        "/a/b.pdf": False, "/a/b.pdf?x=1": True, "/a/b.pdfx": True, "/exact": False, "/exact/more": True, "/exact?page=2": True}
+
+
+def test_robots_longest_match_wins_not_the_first(web, rules):
+    robots, _ = rules
+    web.add("/robots.txt", "User-agent: *\nDisallow: /news\nAllow: /news/ok\nAllow: /$\nDisallow: /\n", content_type="text/plain")
+    assert allowed(robots, web, ["/news/ok/story", "/news/other", "/", "/about"]) == {
+        "/news/ok/story": True, "/news/other": False, "/": True, "/about": False}
+
+
+def test_robots_group_is_chosen_by_the_exact_product_token(web, rules):
+    robots, gate = rules
+    # "news" starts our token and "github" is a word of our full user agent: neither names us, so `*` applies.
+    web.add("/robots.txt", "User-agent: news\nUser-agent: github\nDisallow: /\nCrawl-delay: 9\n\n"
+                           "User-agent: *\nDisallow: /private/\nCrawl-delay: 2\n", content_type="text/plain")
+    assert allowed(robots, web, ["/story", "/private/a"]) == {"/story": True, "/private/a": False}
+    assert gate._host("127.0.0.1")[2] == 2.0
+
+
+def test_robots_groups_naming_our_token_are_merged_and_replace_the_star_group(web, rules):
+    robots, gate = rules
+    web.add("/robots.txt", "User-agent: *\nDisallow: /private/\n\nUser-agent: NewsBeam/2.0\nUser-agent: other\n"
+                           "Disallow: /mine/\n\nUser-agent: newsbeam\nDisallow: /also/\nCrawl-delay: 4\n", content_type="text/plain")
+    assert allowed(robots, web, ["/mine/a", "/also/b", "/private/c"]) == {"/mine/a": False, "/also/b": False, "/private/c": True}
+    assert gate._host("127.0.0.1")[2] == 4.0
+
+
+def test_robots_of_a_private_address_refuses_the_page_as_private(web):
+    client = HttpClient(FetchSettings(connect_timeout=1.0, read_timeout=1.0, retries=0, host_delay=0))  # the guard on
+    robots = RobotsRules(lambda url: client.get(url), UA)
+    for _ in range(2):
+        with pytest.raises(FetchError) as refused:
+            robots.check(web.url("/news/story.html"))
+        assert refused.value.error == "private_address" and refused.value.url == web.url("/news/story.html")
+    assert web.requests == []  # refused before connecting
+    client.close()
+
+
+def test_a_run_refuses_a_page_on_a_private_address_as_private_address(web, tmp_path):
+    link = web.add("/news/story.html", article_page("Story", body_paragraphs(1), "https://s.example/story", "Site"))
+    web.add("/robots.txt", "User-agent: *\nDisallow:\n", content_type="text/plain")
+    (tmp_path / "feed.xml").write_text(rss("Site", [{"title": "Story", "link": link}]))
+    (tmp_path / "feeds.txt").write_text((tmp_path / "feed.xml").as_uri() + "\n")
+    code = main(["run", "--feeds", str(tmp_path / "feeds.txt"), "--out", str(tmp_path / "data"), "--run-id", "guarded", "-q"])
+    assert code == 0
+    errors = pd.read_parquet(tmp_path / "data" / "errors")
+    assert errors[["url", "stage", "error"]].values.tolist() == [[link, "fetch_page", "private_address"]]
+    assert "--allow-private-network" in errors.message[0]
+    assert web.requests == []  # neither robots.txt nor the page was asked for
+
+
+_LINE_START = st.sampled_from(["User-agent: ", "user agent ", "useragent:", "Disallow: ", "Allow: ", "Crawl-delay: ",
+                               "Sitemap: ", "# ", "", "disallow "])
+_LINE_REST = st.sampled_from(["*", "newsbeam", "NewsBeam/1.0", "news", "otherbot", "/", "/a", "/a*", "/*.pdf$", "/a$",
+                              "3", "-1", "x:y", "user-agent: newsbeam", "\t", "%2Fa", "/\u00e4"])
+_ROBOTS_TXT = st.lists(st.tuples(_LINE_START, _LINE_REST), max_size=12).map(lambda lines: "\n".join(a + b for a, b in lines))
+_PATHS = ["/", "/a", "/a/b", "/b.pdf", "/news/x", "/robots.txt"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.one_of(_ROBOTS_TXT, st.text(max_size=200)))
+def test_robots_group_always_answers_and_ignores_other_agents_groups(robots_txt):
+    rules = politeness.robots_group(robots_txt, "newsbeam")
+    verdicts = [rules.can_fetch("http://h.example" + path, "*") for path in _PATHS]
+    assert all(isinstance(v, bool) for v in verdicts)
+    delay = rules.crawl_delay("*")
+    assert delay is None or delay >= 0
+    # A group for another agent, put first, changes nothing of ours.
+    other_first = politeness.robots_group("User-agent: otherbot\nDisallow: /\nCrawl-delay: 7\n\n" + robots_txt, "newsbeam")
+    assert [other_first.can_fetch("http://h.example" + path, "*") for path in _PATHS] == verdicts
+    assert other_first.crawl_delay("*") == delay
