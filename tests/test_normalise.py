@@ -89,6 +89,56 @@ def test_canonical_url_of_nothing_is_empty(url):
     assert canonical_url(url) == ""
 
 
+@pytest.mark.parametrize("name", ["cid", "gallery", "game", "uid", "sourceid", "ref", "source", "session", "id"])
+def test_canonical_url_keeps_articles_named_by_any_parameter_apart(name):
+    first, second = (canonical_url(f"https://news.example.com/article.php?{name}={n}&utm_source=rss") for n in (123, 124))
+    assert first == f"https://news.example.com/article.php?{name}=123"
+    assert second == f"https://news.example.com/article.php?{name}=124"
+    assert article_id(first) != article_id(second)
+
+
+@pytest.mark.parametrize(
+    "tracking",
+    ["utm_source=rss", "UTM_Medium=feed", "fbclid=a", "gclid=b", "dclid=c", "gbraid=d", "wbraid=e", "msclkid=f",
+     "mc_cid=g", "mc_eid=h", "igshid=i", "yclid=j", "_ga=k", "_gl=l", "_hsenc=m", "_hsmi=n", "mkt_tok=o",
+     "oly_anon_id=p", "oly_enc_id=q", "vero_id=r", "xtor=RSS-3208", "at_medium=RSS", "wt.mc_id=s", "utm%5Fcampaign=t"],
+)
+def test_canonical_url_drops_each_tracking_parameter_and_keeps_the_rest(tracking):
+    assert canonical_url(f"https://news.example.com/article.php?{tracking}&cid=7") == "https://news.example.com/article.php?cid=7"
+
+
+@pytest.mark.parametrize("query", ["42", "print=", "a=1&a=2", "q=%E9t%E9", "q=%E8t%E8", "q=caf%C3%A9"])
+def test_canonical_url_keeps_parameters_without_values_repeated_keys_and_raw_bytes(query):
+    url = f"https://news.example.com/article.php?{query}"
+    assert canonical_url(url) == url
+
+
+def test_canonical_url_keeps_latin1_escapes_apart():
+    assert canonical_url("https://news.example.com/s?q=%E9") != canonical_url("https://news.example.com/s?q=%E8")
+
+
+def test_canonical_url_spells_each_path_escape_one_way():
+    expected = "https://news.example.com/caf%C3%A9/a%28b%29"
+    assert canonical_url("https://news.example.com/café/a(b)") == canonical_url("https://news.example.com/caf%c3%a9/a%28b%29") == expected
+
+
+@pytest.mark.parametrize(
+    "url, expected",
+    [
+        ("http://[::1]:8080/x", "http://[::1]:8080/x"),
+        ("http://[2001:DB8::1]:80/x", "http://[2001:db8::1]/x"),
+        ("http://xn--bcher-kva.Example/x", "http://bücher.example/x"),
+        ("http://Bücher.example/x", "http://bücher.example/x"),
+        ("http://127.0.0.1:99999/a?utm_source=x#top", "http://127.0.0.1:99999/a"),
+        ("http://Host:ABC/b", "http://host:abc/b"),
+        ("http://[::1/x", "http://[::1/x"),
+    ],
+    ids=["ipv6", "ipv6-default-port", "idn-punycode", "idn-unicode", "port-out-of-range", "port-not-a-number", "broken-ipv6"],
+)
+def test_canonical_url_of_ip_literals_idn_hosts_and_unreadable_ports(url, expected):
+    assert canonical_url(url) == expected
+
+
 # normalise_text
 
 

@@ -124,7 +124,8 @@ def stored_keys(articles, duplicates) -> tuple[dict, dict]:
     links, hashes = {}, {}
     for row in articles:
         for url in (row["url"], row["canonical_url"]):
-            links.setdefault(canonical_url(url), row["article_id"])
+            if url:  # a missing URL keys nothing; canonical_url takes any string, odd ones included
+                links.setdefault(canonical_url(url), row["article_id"])
         hashes.setdefault(row["content_hash"], row["article_id"])
     for row in duplicates:
         for url in (row["url"], row["canonical_url"]):

@@ -7,25 +7,38 @@ The pure functions here are also used by other stages (the link key before fetch
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import re
 import unicodedata
 from datetime import date, datetime, timezone
 from typing import Iterable
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import quote, quote_plus, unquote_plus
 
 import apache_beam as beam
-from courlan import normalize_url
 
 from newsbeam.transforms.errors import ERRORS, fail_entries, internal_error
 from newsbeam.transforms.metrics import count
 
-# Parameters that identify a click, not a document. courlan removes the common ones;
-# these are the ones it keeps that we have seen in feeds.
-_TRACKING_PARAMS = re.compile(
-    r"^(utm_\w+|fbclid|gclid|dclid|msclkid|mc_cid|mc_eid|igshid|yclid|_ga|_gl|ocid|cmpid|"
-    r"ito|smid|smtyp|ref_src|ref_url|rss|taid|at_medium|at_campaign|sr_share|wt_mc|wt\.mc_id)$",
+# Query parameters that identify a click or a campaign, not a document (matched on the decoded name, in any
+# case). Every other parameter is kept: sites name their articles by any of them (article.php?cid=123), so a
+# list that guesses by substring ("cid", "uid", "source", "ref") merges different articles.
+TRACKING_PARAMS = re.compile(
+    r"utm_\w+|fbclid|gclid|dclid|gbraid|wbraid|msclkid|twclid|ttclid|li_fat_id|yclid|ysclid|igshid|wickedid|s_kwcid"
+    r"|_ga|_gl|_openstat|mc_cid|mc_eid|_hsenc|_hsmi|__hstc|__hssc|__hsfp|mkt_tok|oly_anon_id|oly_enc_id|vero_id|vero_conv"
+    r"|pk_(?:campaign|kwd|keyword|source|medium|content)|mtm_(?:campaign|kwd|keyword|source|medium|content|group|placement)"
+    r"|xtor|ocid|cmpid|ito|smid|smtyp|ref_src|ref_url|rss|taid|at_medium|at_campaign|sr_share|wt_mc|wt\.mc_id",
     re.IGNORECASE,
 )
+# RFC 3986's split of a reference (scheme, authority, path, query; the fragment dropped), which matches any
+# string; the scheme as urllib reads it (a letter, then letters, digits, "+-.").
+_REFERENCE = re.compile(r"(?:([A-Za-z][A-Za-z0-9+.-]*):)?(?://([^/?#]*))?([^?#]*)(?:\?([^#]*))?(?:#.*)?", re.DOTALL)
+_EDGES = re.compile(r"^[\s\x00-\x20]+|[\s\x00-\x20]+$")  # what urllib strips, and any other white space
+_TABS_AND_BREAKS = re.compile("[\t\r\n]")  # removed anywhere, as urllib does (links wrapped in feeds)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_ESCAPE = re.compile("%[0-9a-fA-F]{2}")
+_SLASHES = re.compile("/+")
+_LEADING_DOTS = re.compile(r"^(?:/\.\.(?![^/]))+")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 # Language detection reads the start of the text: on the fundus pages 600 characters already gave
 # the same language as 5,000 on all 257 texts; 1,000 leaves a margin for close languages (no/da)
 # at a fifth of the cost.
@@ -36,31 +49,110 @@ _INVISIBLE = re.compile("[\u00ad\u200b\u200c\u200d\u2060\ufeff]")  # a regex: st
 
 
 def canonical_url(url: str) -> str:
-    """One spelling per document: lower-case scheme and host, no tracking parameters, no fragment.
+    """One spelling per document: lower-case scheme and host, no default port, no tracking parameters, no fragment.
 
-    ``file:`` URLs lose their query too, since local files have none.
+    Total and idempotent: any string gives a string. Other parameters are kept, sorted; the path's
+    percent-encoding is normalised; an IDN host is spelt in Unicode. ``file:`` URLs lose their query too,
+    since local files have none. A host and port that cannot be read (`host:99999`) are kept, lower-cased.
     """
-    url = (url or "").strip()
+    url = _cleaned(url)
     if not url:
         return url
-    parts = urlsplit(url)
-    if parts.scheme.lower() == "file":
-        return urlunsplit(("file", parts.netloc.lower(), parts.path, "", ""))
+    scheme, netloc, path, query = _REFERENCE.fullmatch(url).groups()
+    scheme = (scheme or "").lower()
+    if scheme == "file":  # as written (a local path), but for what the fragment leaves at the end: white space
+        return _EDGES.sub("", f"file://{(netloc or '').lower()}{path if path[:1] in ('', '/') else '/' + path}")
+    authority = "" if netloc is None else "//" + _canonical_netloc(scheme, netloc)
+    query = _canonical_query(query or "")
+    return (f"{scheme}:" if scheme else "") + authority + _canonical_path(path) + (f"?{query}" if query else "")
+
+
+def scheme_and_host(url: str) -> tuple[str, str]:
+    """The scheme and host of a URL as canonical_url spells them ('' when there is none); total, like canonical_url."""
+    scheme, netloc = _REFERENCE.fullmatch(_cleaned(url)).group(1, 2)
+    hostport = (netloc or "").rpartition("@")[2]
+    read = _host_and_port(hostport)
+    return (scheme or "").lower(), hostport.lower() if read is None else read[0]
+
+
+def _cleaned(url: str) -> str:
+    """The URL without surrounding white space and control characters, tabs and line breaks, or lone surrogates."""
+    return _TABS_AND_BREAKS.sub("", _EDGES.sub("", _SURROGATE.sub("\ufffd", url or "")))
+
+
+def _canonical_netloc(scheme: str, netloc: str) -> str:
+    """The user name (never a password), host and port, lower-cased; a host and port that cannot be read as they are."""
+    userinfo, _, hostport = netloc.rpartition("@")
+    user = userinfo.partition(":")[0].lower()
+    read = _host_and_port(hostport)
+    if read is None:
+        hostport = hostport.lower()
+    else:
+        host, port = read
+        hostport = host if port is None or port == _DEFAULT_PORTS.get(scheme) else f"{host}:{port}"
+    return f"{user}@{hostport}" if user else hostport
+
+
+def _host_and_port(hostport: str) -> tuple[str, int | None] | None:
+    """(canonical host, port or None) as urllib would read them, or None for a broken IPv6 literal or port."""
+    if hostport.startswith("["):
+        literal, bracket, rest = hostport[1:].partition("]")
+        if not bracket or rest[:1] not in ("", ":"):
+            return None
+        try:
+            ipaddress.IPv6Address(literal)
+        except ValueError:
+            return None
+        host, port = f"[{literal.lower()}]", rest[1:]
+    elif "[" in hostport or "]" in hostport:
+        return None
+    else:
+        host, _, port = hostport.partition(":")
+        host = ".".join(map(_unicode_label, host.lower().split("."))).lower().rstrip(".")
+    if not port:
+        return host, None
+    digits = port.lstrip("0") or "0"
+    if not (port.isascii() and port.isdigit() and len(digits) <= 5 and int(digits) <= 65535):
+        return None
+    return host, int(digits)
+
+
+def _unicode_label(label: str) -> str:
+    """An IDN label (`xn--bcher-kva`) in Unicode (`bücher`); any other label as it is."""
+    if not label.startswith("xn--"):
+        return label
     try:
-        # A split URL, not a string: courlan unescapes HTML entities in strings ("&para=" -> "¶=").
-        # Not strict: strict mode keeps only a short list of query names and merges distinct articles.
-        url = normalize_url(urlsplit(url), strict=False)
-    except (ValueError, AttributeError):
-        pass  # courlan refuses some odd but fetchable URLs; fall back to our own rules below
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _TRACKING_PARAMS.match(k)]
-    host = (parts.hostname or "").lower().rstrip(".")
-    netloc = host
-    if parts.port and not (parts.scheme == "http" and parts.port == 80 or parts.scheme == "https" and parts.port == 443):
-        netloc = f"{host}:{parts.port}"
-    if parts.username:
-        netloc = f"{parts.username}@{netloc}"
-    return urlunsplit((parts.scheme.lower(), netloc, parts.path or "/", urlencode(sorted(query)), ""))
+        return label.encode("utf-8").decode("idna")
+    except ValueError:  # not valid punycode, or not IDNA: keep the label as written
+        return label
+
+
+def _canonical_path(path: str) -> str:
+    """Escapes in upper case, runs of slashes as one, leading `/..` gone, the rest percent-encoded (UTF-8).
+
+    Apart from the case of escapes, courlan's spelling, which earlier runs' article ids were made from.
+    """
+    path = _ESCAPE.sub(lambda m: m[0].upper(), path)
+    return quote(_LEADING_DOTS.sub("", _SLASHES.sub("/", path)), safe="/%!=:,-") or "/"
+
+
+def _canonical_query(query: str) -> str:
+    """Every parameter but the tracking ones, sorted, with or without its `=` as given, re-encoded.
+
+    Escapes are decoded to bytes and encoded again (surrogateescape), so `%E9` stays itself rather than
+    becoming U+FFFD and meeting every other Latin-1 letter.
+    """
+    kept = []
+    for pair in query.split("&"):
+        if pair:
+            name, equals, value = pair.partition("=")
+            name, value = (unquote_plus(part, errors="surrogateescape") for part in (name, value))
+            if not TRACKING_PARAMS.fullmatch(name):
+                kept.append((name, value, equals))
+    return "&".join(
+        quote_plus(name, errors="surrogateescape") + equals + quote_plus(value, errors="surrogateescape")
+        for name, value, equals in sorted(kept)
+    )
 
 
 def normalise_text(text: str) -> str:

@@ -16,7 +16,7 @@ import apache_beam as beam
 from newsbeam.transforms.errors import ERRORS, fail_entries, internal_error
 from newsbeam.transforms.http import FetchError, FetchSettings, decode_html
 from newsbeam.transforms.metrics import count, observe_ms
-from newsbeam.transforms.normalise import canonical_url
+from newsbeam.transforms.normalise import canonical_url, scheme_and_host
 from newsbeam.transforms.politeness import RobotsRules
 from newsbeam.transforms.pool import PooledFetchFn
 
@@ -48,9 +48,23 @@ def looks_like_html(mime_type: str, body: bytes) -> bool:
 
 
 def host_of(url: str) -> str:
-    """What fetching is grouped by: the URL's host; a local file is its own group (no host to spare)."""
-    parts = urlsplit(url)
-    return url if parts.scheme.lower() == "file" else (parts.hostname or "").lower()
+    """What fetching is grouped by: the URL's host; a local file is its own group (no host to spare). Total."""
+    scheme, host = scheme_and_host(url)
+    return url if scheme == "file" else host
+
+
+def link_problem(link: str) -> str | None:
+    """Why a link cannot be fetched as written (a port or host urllib, and so the fetch stage, cannot read), or None."""
+    try:
+        parts = urlsplit(link)
+        port = parts.port
+    except ValueError as exc:  # a port out of range or not a number, a broken IPv6 literal
+        return f"invalid URL: {exc}"
+    if parts.scheme in ("http", "https") and not parts.hostname:
+        return "invalid URL: no host"
+    if port == 0:
+        return "invalid URL: port 0"
+    return None
 
 
 ALREADY_STORED = "already_stored"
@@ -71,20 +85,26 @@ class FetchPages(beam.PTransform):
 
     def expand(self, entries):
         keyed = entries | "KeyByHost" >> beam.ParDo(_KeyNewLinksFn(), stored=self._stored_links).with_outputs(
-            ALREADY_STORED, main="new")
+            ALREADY_STORED, ERRORS, main="new")
         fetched = (
             keyed.new
             | "GroupByHost" >> beam.GroupByKey()
             | "Fetch" >> beam.ParDo(_FetchPagesFn(self._settings)).with_outputs(ERRORS, main="pages")
         )
-        return {"pages": fetched.pages, ERRORS: fetched[ERRORS], ALREADY_STORED: keyed[ALREADY_STORED]}
+        errors = (keyed[ERRORS], fetched[ERRORS]) | "PageErrors" >> beam.Flatten()
+        return {"pages": fetched.pages, ERRORS: errors, ALREADY_STORED: keyed[ALREADY_STORED]}
 
 
 @beam.typehints.with_output_types(tuple[str, tuple[str, dict]])  # the main output; a GroupByKey follows
 class _KeyNewLinksFn(beam.DoFn):
-    """entry -> (host, (link key, entry)); links stored by earlier runs to `already_stored`."""
+    """entry -> (host, (link key, entry)); links stored by earlier runs to `already_stored`, links that cannot
+    be fetched as written to `errors` (one bad link must not stop the feed, nor every later run)."""
 
     def process(self, entry, stored):
+        problem = link_problem(entry["link"])
+        if problem:
+            yield from fail_entries([entry], "fetch_page", "invalid_url", problem)
+            return
         key = link_key(entry)
         if key in stored:
             count("links_already_stored")
