@@ -6,12 +6,10 @@ import json
 import os
 import sys
 
-from apache_beam.io.filesystems import FileSystems
-
 from newsbeam.pipeline.config import UsageError
 from newsbeam.transforms.commits import committed_runs
 from newsbeam.transforms.feed_state import latest_states
-from newsbeam.transforms.write import read_state, state_dir
+from newsbeam.transforms.write import read_state
 
 COLUMNS = ("last_status", "consecutive_failures", "last_success_at", "next_poll_at", "conditional", "feed_url")
 HEADERS = ("status", "failures", "last success", "next poll", "conditional", "feed")
@@ -28,10 +26,11 @@ def show_feeds(out: str, failing: bool = False, as_json: bool = False, stream=No
     stream = stream or sys.stdout  # looked up now: bound at import, it would be whatever stdout was then
     if "://" not in out:
         out = os.path.abspath(os.path.expanduser(out))
-    if not FileSystems.exists(state_dir(out, "feeds")):
-        raise UsageError(f"no feed state in {out}: not a newsbeam output folder, or no run has polled feeds into it yet")
     unreadable: list = []
-    rows = [r for r in feed_rows(out, unreadable) if r["consecutive_failures"] or not failing]
+    rows = feed_rows(out, unreadable)
+    if not rows and not unreadable:
+        raise UsageError(f"no feed state in {out}: not a newsbeam output folder, or no run has polled feeds into it yet")
+    rows = [r for r in rows if r["consecutive_failures"] or not failing]
     for path, reason in unreadable:
         print(f"newsbeam: warning: skipping {path}, which cannot be read ({reason})", file=sys.stderr)
     if as_json:

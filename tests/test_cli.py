@@ -68,6 +68,7 @@ def test_default_out_is_newsbeam_data_in_the_working_folder(tmp_path):
         (["--out", "a-file/sub"], ["cannot write to --out"]),
         (["--out", "a-file"], ["not a folder"]),
         (["--run-id", "../escape"], ["--run-id"]),
+        (["--run-id", "x\n"], ["--run-id"]),  # a trailing newline would name files with it
         (["--no-such-option", "1"], ["--no_such_option"]),
         (["--direct_running_mode", "multi_threading"], ["multi_threading"]),
         (["--max-bytes", "0"], ["--max-bytes"]),

@@ -187,3 +187,47 @@ def test_a_second_run_into_the_same_dataset_is_refused_while_the_first_is_under_
     assert not (out / "runs" / "second.json").exists()
     assert ends(out) == sorted(links)  # stored once: the second run wrote nothing
     assert main(["run", "--feeds", str(feeds), "--out", str(out), "--run-id", "third", "-q", *CLI_FAST]) == 0  # free again
+
+
+def test_a_corrupt_file_is_named_in_one_line_skipped_as_an_error_row_and_the_run_goes_on(web, tmp_path, capsys):
+    feeds, links = little_web(web, tmp_path)
+    out = tmp_path / "data"
+    run(feeds, out, "r1")
+    damaged = out / next(f for f in files_committed(out) if f.startswith("articles/"))
+    damaged.write_bytes(b"not parquet at all")
+    manifest = run(feeds, out, "r2")
+    said = [line for line in capsys.readouterr().err.splitlines() if "cannot be read" in line]
+    assert len(said) == 1 and str(damaged) in said[0] and "magic bytes" in said[0]
+    errors = pd.read_parquet(out / "errors")
+    row = errors[errors.stage == "read_state"]
+    assert list(row.error) == ["unreadable_file"] and list(row.url) == [str(damaged)]
+    assert manifest["links"]["balanced"] and manifest["stored_before"]["unreadable_files"] == 1
+    assert damaged.exists(), "a committed file that cannot be read is never swept"
+    assert main(["feeds", str(out)]) == 0
+
+
+def test_a_manifest_that_cannot_be_read_stops_the_run_in_one_line(web, tmp_path, capsys):
+    feeds, _ = little_web(web, tmp_path)
+    out = tmp_path / "data"
+    run(feeds, out, "r1")
+    (out / "runs" / "r1.json").write_text('{"run_id": "r1", "status": "compl')
+    capsys.readouterr()
+    code = main(["run", "--feeds", str(feeds), "--out", str(out), "--run-id", "r2", "-q", *CLI_FAST])
+    said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("newsbeam:")]  # not the web's own
+    assert code == 2 and len(said) == 1 and "r1.json cannot be read" in said[0], said
+    assert not (out / "runs" / "r2.json").exists()
+    assert all((out / f).exists() for f in files_on_disk(out)), "nothing is swept while a manifest is unreadable"
+
+
+def test_a_temporary_file_a_crashed_run_left_is_swept_by_the_next_run_of_another_id(web, tmp_path):
+    feeds, links = little_web(web, tmp_path)
+    out = tmp_path / "data"
+    run(feeds, out, "r1")
+    partition = next((out / "articles").glob("date=*"))
+    leftover = partition / ".part-crashed-00000.0badf00d.parquet.0123456789abcdef0123456789abcdef.tmp"
+    leftover.write_bytes(b"PAR1 half")
+    stray = out / "_state" / "near" / "part-crashed-00003.0badf00d.parquet"
+    stray.write_bytes(b"PAR1 never committed")
+    run(feeds, out, "r2")
+    assert not leftover.exists() and not stray.exists()
+    assert ends(out) == sorted(links)

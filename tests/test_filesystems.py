@@ -8,6 +8,7 @@ where the stand-in keeps them, with pandas.
 
 from __future__ import annotations
 
+import json
 import os
 import posixpath
 import shutil
@@ -56,6 +57,9 @@ class FakeCloudFileSystem(LocalFileSystem):
 
     def mkdirs(self, path):
         pass  # an object store has no folders
+
+    def exists(self, path):
+        return os.path.isfile(self._local(path))  # nor can a folder exist: only objects do, as on Cloud Storage
 
     def _list(self, prefix):
         local = self._local(prefix)
@@ -149,3 +153,32 @@ def test_feeds_command_reads_a_remote_dataset(bucket, tmp_path, capsys, module_w
     run_job(RunConfig(feeds=read_sources(feeds), feeds_location=feeds, out=out, run_id="one", fetch=LOCAL))
     assert main(["feeds", out]) == 0
     assert capsys.readouterr().out.strip().endswith(f"{len(read_sources(feeds))} feeds, {len(news.feed_errors)} failing")
+
+
+def _lock_object(bucket, heartbeat):
+    lock = bucket / "data" / ".newsbeam.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    lock.write_text(json.dumps({"run_id": "elsewhere", "command": "newsbeam run", "host": "worker-7", "pid": 4242,
+                                "started_at": heartbeat, "heartbeat_at": heartbeat, "token": "t0"}))
+    return lock
+
+
+def test_on_an_object_store_a_live_lock_refuses_a_second_run_and_a_stale_one_is_taken_over(bucket, module_web, tmp_path, capsys):
+    from datetime import datetime, timedelta, timezone
+
+    (tmp_path / "web").mkdir()
+    news = build_news_web(module_web, tmp_path / "web")
+    (bucket / "lists").mkdir(parents=True)
+    shutil.copy(news.feeds_file, bucket / "lists" / "feeds.opml")
+    feeds, out = f"{SCHEME}news-bucket/lists/feeds.opml", f"{SCHEME}news-bucket/data"
+    args = ["run", "--feeds", feeds, "--out", out, "--allow-private-network", "--host-delay", "0", "--retries", "0", "-q"]
+    now = datetime.now(timezone.utc)
+    lock = _lock_object(bucket, (now - timedelta(seconds=30)).isoformat())
+    assert main([*args, "--run-id", "mine"]) == 2
+    said = capsys.readouterr().err.strip().splitlines()
+    assert len(said) == 1 and "is being written by run elsewhere (newsbeam run, pid 4242 on worker-7" in said[0], said
+    assert not (bucket / "data" / "runs").exists()
+
+    _lock_object(bucket, (now - timedelta(minutes=11)).isoformat())  # its holder stopped beating ten minutes ago
+    assert main([*args, "--run-id", "mine"]) == 0
+    assert (bucket / "data" / "runs" / "mine.json").is_file() and not lock.exists()

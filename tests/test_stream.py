@@ -71,3 +71,18 @@ def test_sigterm_ends_the_stream_after_the_poll_under_way(web, tmp_path, capsys)
     assert "stream t stopped: 1 polls (0 failed), 1 articles added" in capsys.readouterr().out
     assert json.loads((out / "runs" / "t.json").read_text())["status"] == "stopped"
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is given back
+
+
+def test_a_stream_restarted_with_the_same_id_goes_on_from_its_last_poll(web, tmp_path, capsys):
+    GrowingFeed(web)
+    feeds = tmp_path / "feeds.txt"
+    feeds.write_text(web.url("/grow/feed.xml") + "\n")
+    out = tmp_path / "data"
+    args = ["stream", "--feeds", str(feeds), "--out", str(out), "--poll-interval", "0.1", "--max-polls", "1", "--run-id", "s", *FAST]
+    assert main(args) == 0
+    first = pd.read_parquet(out / "articles")
+    assert main(args) == 0  # restarted: its first poll must not replace the earlier stream's first poll
+    articles = pd.read_parquet(out / "articles")
+    assert sorted(articles.run_id) == ["s-p00001", "s-p00002"] and articles.url.is_unique
+    assert set(first.url) < set(articles.url)
+    assert json.loads((out / "runs" / "s.json").read_text())["first_poll"] == "s-p00002"

@@ -167,8 +167,6 @@ def read_json(path: str) -> dict:
 
 def _manifest_paths(folder: str) -> list:
     """The manifests (name.json) directly in `folder`, with their metadata."""
-    if not FileSystems.exists(folder):
-        return []
     found = []
     for match in FileSystems.match([FileSystems.join(folder, "*.json")])[0].metadata_list:
         relative = match.path[len(folder):].lstrip("/")
@@ -235,9 +233,8 @@ def relative(out: str, path: str) -> str:
 
 
 def _data_files(folder: str) -> list[str]:
-    """Every file under `folder` (temporary ones too), by path."""
-    if not FileSystems.exists(folder):
-        return []
+    """Every file under `folder` (temporary ones too), by path. A glob, never exists(): an object store has no
+    folders to exist."""
     return sorted(m.path for m in FileSystems.match([FileSystems.join(folder, "**")])[0].metadata_list)
 
 
@@ -295,7 +292,7 @@ def sweep(out: str, commits: dict[str, Commit], protected=frozenset(), only_run:
     also manifests' leftover temporary files; the paths deleted."""
     paths = [path for folder in _dataset_folders(out) for path in _data_files(folder)]
     doomed = garbage(out, paths, commits, protected, only_run)
-    if only_run is None and FileSystems.exists(runs_dir(out)):
+    if only_run is None:
         doomed += [m.path for m in FileSystems.match([FileSystems.join(runs_dir(out), "**")])[0].metadata_list
                    if _TEMPORARY.fullmatch(m.path.rsplit("/", 1)[-1])]
     if doomed:
