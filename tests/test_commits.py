@@ -106,22 +106,25 @@ def test_a_run_killed_at_a_write_boundary_then_rerun_accounts_for_every_link_onc
     folder, feeds, links = crashed
     out = folder / boundary.replace(":", "-")
     crash(boundary, feeds, out, "night")
-    committed = "night" in committed_runs(str(out))
-    assert committed == (boundary in ("manifest:after", "launcher")), "the run counts exactly when its manifest is written"
     same_id, new_id = out.with_name(out.name + "-same"), out.with_name(out.name + "-new")
     shutil.copytree(out, same_id)
     shutil.copytree(out, new_id)
 
+    after = run(feeds, new_id, "morning")
+    # Nothing of an uncommitted run counts: not its feed state (the links would be lost), not its links, not its
+    # near signatures (the re-fetched articles would be copies of themselves). After a committed one the
+    # feeds are unchanged.
+    assert ends(new_id) == sorted(links)
+    committed = boundary in ("manifest:after", "launcher")
+    assert after["links"]["discovered"] == (0 if committed else len(links))
+    assert_whole(new_id, links, after)
+    assert {owner_of(f).run_id for f in files_on_disk(new_id)} == ({"night", "morning"} if committed else {"morning"})
+    assert ("night" in committed_runs(str(out))) == committed, "the run counts exactly when its manifest is written"
+
     again = run(feeds, same_id, "night")
+    assert ends(same_id) == sorted(links)
     assert_whole(same_id, links, again)
     assert again["links"]["articles"] + again["links"]["duplicates"] + again["links"]["errors"] == len(links)
-
-    after = run(feeds, new_id, "morning")
-    assert_whole(new_id, links, after)
-    # Nothing of an uncommitted run counts: its feed state, links and near signatures are ignored, so the next
-    # run fetches every link again; after a committed one the feeds are unchanged.
-    assert after["links"]["discovered"] == (0 if committed else len(links))
-    assert {owner_of(f).run_id for f in files_on_disk(new_id)} == ({"night", "morning"} if committed else {"morning"})
 
 
 def test_rerunning_an_old_run_id_replaces_that_run_and_leaves_later_runs_alone(web, tmp_path):
@@ -129,25 +132,25 @@ def test_rerunning_an_old_run_id_replaces_that_run_and_leaves_later_runs_alone(w
     out = tmp_path / "data"
     for run_id in ("r1", "r2", "r3", "r4"):
         run(feeds, out, run_id)
-    later = {r: json.loads((out / "runs" / f"{r}.json").read_text())["files"] for r in ("r2", "r3", "r4")}
+    later = {p.name: p.read_bytes() for p in out.rglob("*.parquet") if owner_of(str(p)).run_id != "r1"}
     first = run(feeds, out, "r1")  # sees the feeds as they were before r1: not "unchanged", as r4 left them
+    assert ends(out) == sorted(links)
     assert first["links"]["articles"] == 4 and first["links"]["balanced"]
-    assert_whole(out, links, first)
     assert set(pd.read_parquet(out / "articles").run_id) == {"r1"}
-    for run_id, files in later.items():
-        assert json.loads((out / "runs" / f"{run_id}.json").read_text())["files"] == files
-        assert all((out / f).exists() for f in files)
+    assert {p.name: p.read_bytes() for p in out.rglob("*.parquet") if owner_of(str(p)).run_id != "r1"} == later
+    assert_whole(out, links, first)
 
 
 def test_a_run_id_that_is_a_prefix_of_another_leaves_the_other_alone(web, tmp_path):
     feeds, links = little_web(web, tmp_path)
     out = tmp_path / "data"
     run(feeds, out, "nightly-2")
-    theirs = json.loads((out / "runs" / "nightly-2.json").read_text())["files"]
-    assert any(f.startswith("articles/") for f in theirs)
+    theirs = sorted(out.rglob("part-nightly-2-*.parquet"))
+    assert any("articles" in p.parts for p in theirs)
     for _ in range(2):  # once, and rerun
         manifest = run(feeds, out, "nightly")
-        assert all((out / f).exists() for f in theirs)
+        assert all(p.exists() for p in theirs)
+        assert ends(out) == sorted(links)
         assert_whole(out, links, manifest)
     assert set(pd.read_parquet(out / "articles").run_id) == {"nightly-2"}
 
@@ -172,20 +175,19 @@ def test_a_second_run_into_the_same_dataset_is_refused_while_the_first_is_under_
     first = subprocess.Popen([sys.executable, "-m", "newsbeam.pipeline.cli", "run", "--feeds", str(feeds), "--out", str(out),
                               "--run-id", "first", "-q", *CLI_FAST], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        lock = out / ".newsbeam.lock"
-        deadline = time.monotonic() + 60
-        while not (lock.exists() and lock.read_text().strip()) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert lock.exists(), "the first run never took the lock"
+        deadline = time.monotonic() + 120
+        while not any(path.startswith("/a/") and path.endswith(".html") for path in web.requests) and time.monotonic() < deadline:
+            time.sleep(0.05)  # until the first run is fetching its pages
+        capsys.readouterr()
         code = main(["run", "--feeds", str(feeds), "--out", str(out), "--run-id", "second", "-q", *CLI_FAST])
-        said = capsys.readouterr().err.strip().splitlines()
-        assert code == 2 and len(said) == 1, said
-        assert "is being written by run first (newsbeam run, pid" in said[0] and str(out) in said[0]
+        said = [line for line in capsys.readouterr().err.splitlines() if line.startswith("newsbeam:")]
     finally:
         _, stderr = first.communicate(timeout=120)
     assert first.returncode == 0, stderr
+    assert ends(out) == sorted(links), "stored once: the second run wrote nothing"
+    assert code == 2 and len(said) == 1, said
+    assert "is being written by run first (newsbeam run, pid" in said[0] and str(out) in said[0]
     assert not (out / "runs" / "second.json").exists()
-    assert ends(out) == sorted(links)  # stored once: the second run wrote nothing
     assert main(["run", "--feeds", str(feeds), "--out", str(out), "--run-id", "third", "-q", *CLI_FAST]) == 0  # free again
 
 
@@ -193,7 +195,7 @@ def test_a_corrupt_file_is_named_in_one_line_skipped_as_an_error_row_and_the_run
     feeds, links = little_web(web, tmp_path)
     out = tmp_path / "data"
     run(feeds, out, "r1")
-    damaged = out / next(f for f in files_committed(out) if f.startswith("articles/"))
+    damaged = next(out.glob("articles/date=*/*.parquet"))
     damaged.write_bytes(b"not parquet at all")
     manifest = run(feeds, out, "r2")
     said = [line for line in capsys.readouterr().err.splitlines() if "cannot be read" in line]
@@ -224,10 +226,12 @@ def test_a_temporary_file_a_crashed_run_left_is_swept_by_the_next_run_of_another
     out = tmp_path / "data"
     run(feeds, out, "r1")
     partition = next((out / "articles").glob("date=*"))
-    leftover = partition / ".part-crashed-00000.0badf00d.parquet.0123456789abcdef0123456789abcdef.tmp"
+    leftover = partition / ".part-crashed-00000.parquet.0123456789abcdef0123456789abcdef.tmp"
     leftover.write_bytes(b"PAR1 half")
-    stray = out / "_state" / "near" / "part-crashed-00003.0badf00d.parquet"
-    stray.write_bytes(b"PAR1 never committed")
     run(feeds, out, "r2")
-    assert not leftover.exists() and not stray.exists()
+    assert not leftover.exists()
+    stray = out / "_state" / "near" / "part-crashed-00003.0badf00d.parquet"  # a whole file, never committed
+    stray.write_bytes(b"PAR1 never committed")
+    run(feeds, out, "r3")
+    assert not stray.exists()
     assert ends(out) == sorted(links)
