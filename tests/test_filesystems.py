@@ -118,12 +118,18 @@ def bucket(tmp_path):
     FakeCloudFileSystem.root = None
 
 
-def test_feed_list_dataset_and_state_on_a_remote_filesystem(bucket, module_web, tmp_path):
+def news_in_bucket(bucket, module_web, tmp_path) -> tuple:
+    """The news web's feed list put in the stand-in bucket: (news web, feed list URL, dataset URL)."""
     (tmp_path / "web").mkdir()
     news = build_news_web(module_web, tmp_path / "web")
     (bucket / "lists").mkdir(parents=True)
     shutil.copy(news.feeds_file, bucket / "lists" / "feeds.opml")
-    feeds, out = f"{SCHEME}news-bucket/lists/feeds.opml", check_out(f"{SCHEME}news-bucket/data")
+    return news, f"{SCHEME}news-bucket/lists/feeds.opml", f"{SCHEME}news-bucket/data"
+
+
+def test_feed_list_dataset_and_state_on_a_remote_filesystem(bucket, module_web, tmp_path):
+    _, feeds, out = news_in_bucket(bucket, module_web, tmp_path)
+    out = check_out(out)  # as the CLI checks it: an object store has no folder to create
 
     first = run_job(RunConfig(feeds=read_sources(feeds), feeds_location=feeds, out=out, run_id="one", fetch=LOCAL))
     articles = pd.read_parquet(bucket / "data" / "articles")
@@ -145,11 +151,7 @@ def test_feed_list_dataset_and_state_on_a_remote_filesystem(bucket, module_web, 
 
 
 def test_feeds_command_reads_a_remote_dataset(bucket, tmp_path, capsys, module_web):
-    (tmp_path / "web").mkdir()
-    news = build_news_web(module_web, tmp_path / "web")
-    (bucket / "lists").mkdir(parents=True)
-    shutil.copy(news.feeds_file, bucket / "lists" / "feeds.opml")
-    feeds, out = f"{SCHEME}news-bucket/lists/feeds.opml", f"{SCHEME}news-bucket/data"
+    news, feeds, out = news_in_bucket(bucket, module_web, tmp_path)
     run_job(RunConfig(feeds=read_sources(feeds), feeds_location=feeds, out=out, run_id="one", fetch=LOCAL))
     assert main(["feeds", out]) == 0
     assert capsys.readouterr().out.strip().endswith(f"{len(read_sources(feeds))} feeds, {len(news.feed_errors)} failing")
@@ -166,11 +168,7 @@ def _lock_object(bucket, heartbeat):
 def test_on_an_object_store_a_live_lock_refuses_a_second_run_and_a_stale_one_is_taken_over(bucket, module_web, tmp_path, capsys):
     from datetime import datetime, timedelta, timezone
 
-    (tmp_path / "web").mkdir()
-    news = build_news_web(module_web, tmp_path / "web")
-    (bucket / "lists").mkdir(parents=True)
-    shutil.copy(news.feeds_file, bucket / "lists" / "feeds.opml")
-    feeds, out = f"{SCHEME}news-bucket/lists/feeds.opml", f"{SCHEME}news-bucket/data"
+    _, feeds, out = news_in_bucket(bucket, module_web, tmp_path)
     args = ["run", "--feeds", feeds, "--out", out, "--allow-private-network", "--host-delay", "0", "--retries", "0", "-q"]
     now = datetime.now(timezone.utc)
     lock = _lock_object(bucket, (now - timedelta(seconds=30)).isoformat())
