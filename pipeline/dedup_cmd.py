@@ -32,7 +32,7 @@ from newsbeam.pipeline.runner import make_runner
 from newsbeam.transforms.commits import CommitRun, RunFiles, committed_runs, launched_attempts, new_attempt, sweep, write_manifest
 from newsbeam.transforms.dedup import Decisions, decided_rows, describe, near_blocks, story_blocks
 from newsbeam.transforms.metrics import count
-from newsbeam.transforms.write import WriteState, spill, write_chunk
+from newsbeam.transforms.write import WriteState, parquet_reader, spill, write_chunk
 DESCRIBE_COLUMNS = ["article_id", "url", "canonical_url", "feed_url", "content_hash", "text", "title", "published_at",
                     "fetched_at", "paywalled", "extraction_method", "word_count"]
 
@@ -62,7 +62,7 @@ def chunks(files: list[str]) -> list[tuple[int, str, int]]:
 
 def read_chunk(path: str, group: int, columns: list[str] | None = None) -> list[dict]:
     with FileSystems.open(path, compression_type="uncompressed") as f:
-        return pq.ParquetFile(f).read_row_group(group, columns=columns).to_pylist()
+        return parquet_reader(f).read_row_group(group, columns=columns, use_threads=False).to_pylist()
 
 
 def as_document(row: dict) -> dict:

@@ -112,14 +112,25 @@ def read_committed(out: str, folder: str, columns: list[str], commits: dict[str,
     return rows
 
 
+def parquet_reader(f) -> pq.ParquetFile:
+    """A reader of the Python file `f` for reads on the caller's thread (pass use_threads=False to them too).
+
+    pyarrow pre-buffering or decoding on its own threads hands them the Python buffers read, and they
+    release some after the read returned; one released at interpreter exit aborts the process
+    ("terminate called without an active exception", exit 134; apache/arrow#33975).
+    """
+    return pq.ParquetFile(f, pre_buffer=False)
+
+
 def _read_columns(path: str, columns: list[str], since, schema) -> pa.Table:
     import pyarrow.dataset as ds
 
     with FileSystems.open(path, compression_type="uncompressed") as f:
-        present = set(pq.ParquetFile(f).schema_arrow.names)
+        data = parquet_reader(f)
+        present = set(data.schema_arrow.names)
         wanted = [c for c in columns if c in present]
         needed = wanted + (["published_at"] if since is not None and "published_at" in present and "published_at" not in wanted else [])
-        table = pq.read_table(f, columns=needed)
+        table = data.read(columns=needed, use_threads=False)
     if since is not None and "published_at" in present:
         table = ds.dataset(table).to_table(columns=wanted, filter=ds.field("published_at") >= since)
     for name in columns:
