@@ -17,6 +17,7 @@ from newsbeam.transforms.http import (
     HttpClient,
     address_guard,
     decode_html,
+    named_url_problem,
     parse_retry_after,
 )
 
@@ -150,11 +151,42 @@ def test_too_many_redirects(web, client):
     assert f"/long-chain/{FAST.max_redirects + 1}" not in web.requests
 
 
-def test_redirect_to_a_local_file_is_not_read(web, client, tmp_path):
+@pytest.mark.parametrize("exists", [True, False], ids=["existing-file", "missing-file"])
+def test_redirect_to_a_local_file_is_refused_and_says_nothing_of_the_file(web, client, tmp_path, exists):
     secret = tmp_path / "secret.txt"
-    secret.write_text("local secret")
-    start = web.add("/to-file", status=302, headers={"Location": secret.as_uri()})
-    assert fetch_error(client, start).error in ("invalid_url", "unsupported_scheme")
+    if exists:
+        secret.write_text("local secret")
+    start = web.add(f"/to-file-{exists}", status=302, headers={"Location": secret.as_uri()})
+    error = fetch_error(client, start)
+    assert (error.error, error.message) == ("refused", "redirect refused: a document from the network may not name local files")
+
+
+@pytest.mark.parametrize("location", ["ftp://files.example/feed.xml", "gopher://x/1", "javascript:alert(1)"])
+def test_redirect_to_another_scheme_is_refused(web, client, location):
+    start = web.add("/to-" + location.split(":")[0], status=301, headers={"Location": location})
+    error = fetch_error(client, start)
+    assert error.error == "refused" and "unsupported URL scheme" in error.message
+
+
+def test_redirect_to_an_unclosed_ipv6_host_is_an_invalid_url_error(web, client):
+    start = web.add("/to-unclosed-ipv6", status=302, headers={"Location": "http://[::1/x"})
+    assert fetch_error(client, start).error == "invalid_url"
+
+
+@pytest.mark.parametrize(
+    "url, named_by, allowed",
+    [
+        ("https://a.example/feed", "http://b.example/", True),
+        ("http://a.example/feed", "file:///srv/feeds/home.html", True),
+        ("file:///srv/feeds/world.xml", "file:///srv/feeds/home.html", True),
+        ("file:///etc/passwd", "http://b.example/", False),
+        ("FILE:///etc/passwd", "https://b.example/", False),
+        ("ftp://a.example/feed", "http://b.example/", False),
+        ("mailto:news@a.example", "file:///srv/feed.xml", False),
+    ],
+)
+def test_named_url_problem_lets_only_local_documents_name_local_files(url, named_by, allowed):
+    assert (named_url_problem(url, named_by) is None) == allowed
 
 
 # Size cap
@@ -243,7 +275,8 @@ def test_loopback_is_refused_by_default(web):
     assert "/private/internal" not in web.requests
 
 
-@pytest.mark.parametrize("url", ["http:///feed.xml", "http://news.example.com:99999/feed.xml"], ids=["no-host", "bad-port"])
+@pytest.mark.parametrize("url", ["http:///feed.xml", "http://news.example.com:99999/feed.xml", "http://[::1/feed.xml"],
+                         ids=["no-host", "bad-port", "unclosed-ipv6"])
 def test_invalid_url(client, url):
     assert fetch_error(client, url).error == "invalid_url"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from newsbeam.transforms.sources import SourcesError, parse_sources, read_sources, spec_problem
+from newsbeam.transforms.sources import SourcesError, _CheckSpec, parse_sources, read_sources, spec_problem
 
 OPML = """<?xml version="1.0" encoding="utf-8"?>
 <opml version="2.0">
@@ -238,3 +238,81 @@ def test_spec_problem_rejects_bad_max_entries(max_entries):
 
 def test_spec_problem_rejects_boolean_max_entries():
     assert spec_problem({"url": "http://a.example/rss", "max_entries": True}) is not None
+
+
+# What is no URL at all becomes an invalid_feed row, never a failed run (issue 14).
+
+
+@pytest.mark.parametrize(
+    "name, text",
+    [
+        ("feeds.txt", "https://[::1\nhttp://a.example/rss\n"),
+        ("feeds.opml", "<opml><body><outline xmlUrl='https://[::1'/><outline xmlUrl='http://a.example/rss'/></body></opml>"),
+        ("feeds.yaml", "feeds:\n  - https://[::1\n  - url: http://a.example/rss\n"),
+        ("feeds.toml", '[[feeds]]\nurl = "https://[::1"\n[[feeds]]\nurl = "http://a.example/rss"\n'),
+    ],
+    ids=["text", "opml", "yaml", "toml"],
+)
+def test_a_line_that_is_no_url_is_kept_for_spec_problem_to_refuse(tmp_path, name, text):
+    bad, good = parse_sources(text, str(tmp_path / name))
+    assert bad["url"] == "https://[::1" and good["url"] == "http://a.example/rss"
+    assert spec_problem(bad) == "invalid URL: Invalid IPv6 URL"
+    assert spec_problem(good) is None
+
+
+@pytest.mark.parametrize("url", ["//[::1", "http://[::1/feed.xml", "http://a.example:99999/rss", "http://a.example:rss/"])
+def test_spec_problem_and_resolution_are_total(tmp_path, url):
+    (spec,) = parse_sources(url + "\n", str(tmp_path / "feeds.txt"))
+    assert spec_problem(spec)
+
+
+def test_check_spec_turns_a_bad_url_into_an_invalid_feed_row():
+    (out,) = list(_CheckSpec().process({"url": "https://[::1"}))
+    assert out.tag == "errors"
+    assert (out.value["stage"], out.value["error"], out.value["feed_url"]) == ("read_sources", "invalid_feed", "https://[::1")
+
+
+# Per-feed settings have types; YAML's unquoted no/yes/on/off are booleans, and said to be (issue 14).
+
+
+@pytest.mark.parametrize(
+    "name, text, message",
+    [
+        ("feeds.yaml", "feeds:\n  - http://a.example/rss\n  - url: http://b.example/rss\n    language: no\n",
+         "feed #2 (http://b.example/rss): language must be text, not no (YAML reads an unquoted no as false); "
+         "quote it: language: 'no'"),
+        ("feeds.yaml", "feeds:\n  - url: http://b.example/rss\n    category: On\n",
+         "feed #1 (http://b.example/rss): category must be text, not On (YAML reads an unquoted On as true); quote it: category: 'On'"),
+        ("feeds.yaml", "feeds:\n  - url: http://b.example/rss\n    name: 2026\n",
+         "feed #1 (http://b.example/rss): name must be text, not 2026; quote it: name: '2026'"),
+        ("feeds.yaml", "feeds:\n  - url: http://b.example/rss\n    name: [a, b]\n",
+         "feed #1 (http://b.example/rss): name must be text, not ['a', 'b']"),
+        ("feeds.yaml", "defaults:\n  language: off\nfeeds: [http://a.example/rss]\n",
+         "defaults: language must be text, not off (YAML reads an unquoted off as false); quote it: language: 'off'"),
+        ("feeds.yaml", "feeds:\n  - url: yes\n", "feed #1 (yes): url must be text, not yes (YAML reads an unquoted yes as true); quote it: url: 'yes'"),
+        ("feeds.yaml", "feeds:\n  - url: http://b.example/rss\n    max_entries: '5'\n",
+         "feed #1 (http://b.example/rss): max_entries must be a positive integer, not '5'"),
+        ("feeds.yaml", "defaults:\n  max_entries: 0\nfeeds: [http://a.example/rss]\n", "defaults: max_entries must be a positive integer, not 0"),
+        ("feeds.yaml", "feeds:\n  - url: http://b.example/rss\n    max_entries: yes\n",
+         "feed #1 (http://b.example/rss): max_entries must be a positive integer, not yes"),
+        ("feeds.toml", '[[feeds]]\nurl = "http://b.example/rss"\nname = 2026\n',
+         "feed #1 (http://b.example/rss): name must be text, not 2026; quote it: name = \"2026\""),
+        ("feeds.toml", '[defaults]\nmax_entries = 2.5\n[[feeds]]\nurl = "http://b.example/rss"\n',
+         "defaults: max_entries must be a positive integer, not 2.5"),
+    ],
+    ids=["yaml-no", "yaml-on", "yaml-int-name", "yaml-list-name", "yaml-defaults-off", "yaml-url-yes", "yaml-quoted-max",
+         "yaml-zero-max", "yaml-yes-max", "toml-int-name", "toml-float-max"],
+)
+def test_a_setting_of_the_wrong_type_is_one_line_naming_the_feed_key_and_value(tmp_path, name, text, message):
+    location = str(tmp_path / name)
+    with pytest.raises(SourcesError) as info:
+        parse_sources(text, location)
+    assert str(info.value) == f"{location}: {message}"
+
+
+def test_quoted_no_is_norwegian_and_unquoted_no_an_error(tmp_path):
+    text = "defaults:\n  language: {}\nfeeds:\n  - url: http://a.example/rss\n    name: '2026'\n    category: ~\n    max_entries: 3\n"
+    (spec,) = parse_sources(text.format("'no'"), str(tmp_path / "feeds.yaml"))
+    assert spec == {"url": "http://a.example/rss", "name": "2026", "category": None, "language": "no", "max_entries": 3}
+    with pytest.raises(SourcesError, match="quote it: language: 'no'"):
+        parse_sources(text.format("no"), str(tmp_path / "feeds.yaml"))

@@ -3,9 +3,11 @@
 Formats: RSS, Atom and RDF (feedparser), JSON Feed, and news sitemaps (`news:publication_date`),
 sitemap indexes included; a homepage listed as a source is searched for its feed
 (`<link rel="alternate">`). An entry is a dict: link (absolute), feed_url, source, title,
-summary, content (HTML from the feed, if any), authors, published_at (UTC), language. A feed
-that cannot be fetched or is not a feed is an error row; a malformed (`bozo`) feed that still
-has entries is a warning and its entries go on.
+summary, content (HTML from the feed, if any), authors, published_at (UTC), language; every
+string in it valid Unicode. A feed that cannot be fetched or is not a feed is an error row; a
+malformed (`bozo`) feed that still has entries is a warning and its entries go on. An item
+that cannot go on (a link that is no URL, or a local file named by a feed from the network)
+is an entry carrying its `error`, and becomes an error row while the feed's other entries go on.
 
 Polls are conditional and health is tracked per feed (transforms/feed_state.py); every feed's
 new state goes to the `feed_state` output, kept in DIR/_state/feeds for the next run.
@@ -30,9 +32,10 @@ import lxml.html
 from newsbeam.schemas import error_row
 from newsbeam.transforms import feed_state
 from newsbeam.transforms.errors import ERRORS, fail_entries, internal_error
-from newsbeam.transforms.http import FetchError, FetchSettings
+from newsbeam.transforms.http import FetchError, FetchSettings, named_url_problem
 from newsbeam.transforms.metrics import count, observe_ms
-from newsbeam.transforms.pages import host_of
+from newsbeam.transforms.normalise import valid_text, valid_values
+from newsbeam.transforms.pages import host_of, link_problem
 from newsbeam.transforms.pool import PooledFetchFn
 
 FEED_ACCEPT = ("application/rss+xml, application/atom+xml, application/rdf+xml, application/feed+json, "
@@ -42,6 +45,10 @@ MAX_SITEMAPS = 20  # child sitemaps read from one sitemap index
 FEED_TYPES = ("application/rss+xml", "application/atom+xml", "application/rdf+xml", "application/feed+json", "application/json")
 NEWS_NS = "http://www.google.com/schemas/sitemap-news/0.9"
 _XML = lxml.etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False, recover=True)
+ENTRY_FIELDS = ("link", "feed_url", "source", "title", "summary", "content", "authors", "published_at", "language")
+# A character reference to no character (&#xD800;, &#x110000;) makes feedparser's loose parser raise,
+# which would lose the whole feed: such a reference is read as U+FFFD instead.
+_CHARREF = re.compile(rb"&#(?:[xX]([0-9a-fA-F]+)|([0-9]+));")
 
 
 def _date_with_foreign_weekday(text: str):
@@ -68,7 +75,70 @@ class FeedError(Exception):
     def __init__(self, error: str, message: str):
         super().__init__(message)
         self.error = error
-        self.message = message
+        self.message = valid_text(message)
+
+
+class EntryError(Exception):
+    """One item that cannot go on; its feed's other items do."""
+
+    def __init__(self, error: str, message: str, link: str | None = None):
+        super().__init__(message)
+        self.error, self.message, self.link = error, message, link
+
+
+def resolve(ref, base_url: str) -> str | None:
+    """`ref` resolved against `base_url`, where its document was found; None when there is none.
+
+    EntryError("invalid_url") when it cannot be fetched as written (pages.link_problem: a port or
+    host that cannot be read) or not even resolved (an unclosed IPv6 host).
+    """
+    if not isinstance(ref, str) or not ref.strip():
+        return None
+    ref = ref.strip()
+    try:
+        url = urljoin(base_url, ref)
+    except ValueError as exc:
+        raise EntryError("invalid_url", f"invalid URL: {exc}", ref) from None
+    problem = link_problem(url)
+    if problem:
+        raise EntryError("invalid_url", problem, ref)
+    return url
+
+
+def absolute_link(ref, base_url: str) -> str | None:
+    """An item's link, resolved; EntryError when it is no URL or names what its document may not
+    (transforms/http.py named_url_problem: a local file, named by a document from the network)."""
+    link = resolve(ref, base_url)
+    problem = named_url_problem(link, base_url) if link else None
+    if problem:
+        raise EntryError("refused", problem, link)
+    return link
+
+
+def _resolved(ref, base_url: str) -> str | None:
+    """`ref` resolved, or None when there is none or it is no URL."""
+    try:
+        return resolve(ref, base_url)
+    except EntryError:
+        return None
+
+
+def _entries(items, feed_url: str, build) -> list[dict]:
+    """`build(item)` for each item, every string made valid; an item that fails is an entry carrying its `error`."""
+    entries = []
+    for item in items:
+        try:
+            entry = build(item)
+        except EntryError as exc:
+            entry = _failed_entry(feed_url, exc.link, exc.error, exc.message)
+        except Exception as exc:  # a library quirk on one item must not cost the feed its other items
+            entry = _failed_entry(feed_url, None, "internal_error", internal_error(exc))
+        entries.append({key: valid_values(value) for key, value in entry.items()})
+    return entries
+
+
+def _failed_entry(feed_url: str, link: str | None, error: str, message: str) -> dict:
+    return {**dict.fromkeys(ENTRY_FIELDS), "authors": [], "link": link, "feed_url": feed_url, "error": (error, message)}
 
 
 def sniff(body: bytes) -> str:
@@ -104,7 +174,11 @@ def parse_feed(
 
 def _parse_syndication(body, feed_url, spec, content_type, base_url):
     headers = {"content-type": content_type} if content_type else {}
-    parsed = feedparser.parse(body, response_headers=headers, sanitize_html=True, resolve_relative_uris=False)
+    try:
+        parsed = feedparser.parse(_CHARREF.sub(_no_character, body), response_headers=headers, sanitize_html=True,
+                                  resolve_relative_uris=False)
+    except Exception as exc:  # feedparser's loose parser raising on what it cannot read (in a UTF-16 feed, say)
+        raise FeedError("malformed_feed", f"feed that cannot be parsed: {internal_error(exc)}") from None
     problem = parsed.get("bozo_exception")
     if not parsed.entries:
         if not parsed.get("version"):
@@ -119,7 +193,15 @@ def _parse_syndication(body, feed_url, spec, content_type, base_url):
     source = _source(spec, feed.get("title"), feed_url)
     language = spec.get("language") or feed.get("language")
     items = newest(parsed.entries, spec)
-    return [_entry(item, feed_url, base_url, source, language) for item in items], warnings
+    return _entries(items, feed_url, lambda item: _entry(item, feed_url, base_url, source, language)), warnings
+
+
+def _no_character(match) -> bytes:
+    """A character reference as it is, or as U+FFFD when it names a surrogate or a number past Unicode."""
+    hex_digits, digits = match.groups()
+    number = (hex_digits or digits).lstrip(b"0") or b"0"
+    code = int(number, 16 if hex_digits else 10) if len(number) <= 8 else 0x110000
+    return b"&#xFFFD;" if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF else match.group(0)
 
 
 def newest(entries: list, spec: dict) -> list:
@@ -142,21 +224,19 @@ def parse_json_feed(body: bytes, feed_url: str, spec: dict, base_url: str) -> li
     items = data.get("items")
     if not isinstance(items, list):
         raise FeedError("malformed_feed", "JSON Feed without an items list")
-    source = _source(spec, data.get("title") if isinstance(data.get("title"), str) else None, feed_url)
-    language = spec.get("language") or data.get("language")
+    source = _source(spec, _text(data.get("title")), feed_url)
+    language = spec.get("language") or _text(data.get("language"))
     feed_authors = _json_authors(data)
-    entries = []
-    for item in items:
-        if not isinstance(item, dict):
-            continue
+
+    def entry(item: dict) -> dict:
         link = item.get("url") or item.get("external_url")
         if not link and str(item.get("id", "")).startswith(("http://", "https://")):
             link = item["id"]
         content = item.get("content_html")
         if not content and isinstance(item.get("content_text"), str):
             content = "".join(f"<p>{escape(p)}</p>" for p in item["content_text"].split("\n\n") if p.strip())
-        entries.append({
-            "link": urljoin(base_url, link.strip()) if isinstance(link, str) and link.strip() else None,
+        return {
+            "link": absolute_link(link, base_url),
             "feed_url": feed_url,
             "source": source,
             "title": _text(item.get("title")),
@@ -164,9 +244,10 @@ def parse_json_feed(body: bytes, feed_url: str, spec: dict, base_url: str) -> li
             "content": content if isinstance(content, str) else None,
             "authors": _json_authors(item) or feed_authors,
             "published_at": iso_to_utc(item.get("date_published")) or iso_to_utc(item.get("date_modified")),
-            "language": item.get("language") if isinstance(item.get("language"), str) else language,
-        })
-    return entries
+            "language": _text(item.get("language")) or language,
+        }
+
+    return _entries([item for item in items if isinstance(item, dict)], feed_url, entry)
 
 
 def _json_authors(obj: dict) -> list[str]:
@@ -184,11 +265,9 @@ def iso_to_utc(value) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.strip().replace("z", "Z"))
-    except ValueError:
+        return parsed.astimezone(timezone.utc) if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    except (ValueError, OverflowError):  # OverflowError: year 1 or 9999 moved past the calendar's end by its offset
         return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
 
 
 def _xml_root(body: bytes):
@@ -215,19 +294,25 @@ def _child_text(node, name: str, ns: str | None = None) -> str | None:
 def parse_news_sitemap(body: bytes, feed_url: str, spec: dict, base_url: str) -> list[dict]:
     """Entries of a Google News sitemap: each <url> with a <news:news> (title, publication date, name, language)."""
     root = _xml_root(body)
-    entries = []
+    found = []
     for url in root:
         if _local(url.tag) != "url":
             continue
         news = next((c for c in url if _local(c.tag) == "news" and c.tag.startswith("{" + NEWS_NS)), None)
-        loc = _child_text(url, "loc")
-        if news is None or not loc:
-            continue
+        if news is not None and _child_text(url, "loc"):
+            found.append((_child_text(url, "loc"), news))
+    if not found and not any(_local(u.tag) == "url" for u in root):
+        raise FeedError("not_a_feed", "a sitemap without any <url>")
+    if not found:
+        raise FeedError("not_a_news_sitemap", "a sitemap without <news:news> entries; newsbeam reads news sitemaps only")
+
+    def entry(pair) -> dict:
+        loc, news = pair
         publication = next((c for c in news if _local(c.tag) == "publication"), None)
         name = _child_text(publication, "name") if publication is not None else None
         language = _child_text(publication, "language") if publication is not None else None
-        entries.append({
-            "link": urljoin(base_url, loc),
+        return {
+            "link": absolute_link(loc, base_url),
             "feed_url": feed_url,
             "source": _source(spec, name, feed_url),
             "title": _child_text(news, "title"),
@@ -236,12 +321,9 @@ def parse_news_sitemap(body: bytes, feed_url: str, spec: dict, base_url: str) ->
             "authors": [],
             "published_at": iso_to_utc(_child_text(news, "publication_date")),
             "language": spec.get("language") or language,
-        })
-    if not entries and not any(_local(u.tag) == "url" for u in root):
-        raise FeedError("not_a_feed", "a sitemap without any <url>")
-    if not entries:
-        raise FeedError("not_a_news_sitemap", "a sitemap without <news:news> entries; newsbeam reads news sitemaps only")
-    return entries
+        }
+
+    return _entries(found, feed_url, entry)
 
 
 def sitemap_children(body: bytes, base_url: str) -> list[str]:
@@ -249,8 +331,9 @@ def sitemap_children(body: bytes, base_url: str) -> list[str]:
     root = _xml_root(body)
     found = []
     for node in root:
-        if _local(node.tag) == "sitemap" and _child_text(node, "loc"):
-            found.append((_child_text(node, "lastmod") or "", urljoin(base_url, _child_text(node, "loc"))))
+        url = _resolved(_child_text(node, "loc"), base_url) if _local(node.tag) == "sitemap" else None
+        if url:
+            found.append((_child_text(node, "lastmod") or "", url))
     found.sort(key=lambda pair: pair[0], reverse=True)
     return [url for _, url in found[:MAX_SITEMAPS]]
 
@@ -274,10 +357,9 @@ def discover_feeds(html: bytes, base_url: str) -> list[str]:
         rel = (link.get("rel") or "").lower().split()
         kind = (link.get("type") or "").split(";")[0].strip().lower()
         href = (link.get("href") or "").strip()
-        if "alternate" in rel and kind in FEED_TYPES and href:
-            url = urljoin(base_url, href)
-            if url not in found:
-                found.append(url)
+        url = _resolved(href, base_url) if "alternate" in rel and kind in FEED_TYPES else None
+        if url and url not in found:
+            found.append(url)
     return found
 
 
@@ -292,7 +374,7 @@ def _entry(item, feed_url: str, base_url: str, source: str, language: str | None
     if not authors and item.get("author"):
         authors = [item["author"]]
     return {
-        "link": urljoin(base_url, link.strip()) if link else None,
+        "link": absolute_link(link, base_url),
         "feed_url": feed_url,
         "source": source,
         "title": item.get("title"),
@@ -380,7 +462,10 @@ class PollFeeds(PooledFetchFn):
         """The feed's response and where the feed is: the URL itself, or the feed its homepage announces.
 
         A feed found on a homepage before is polled directly; when it is gone, the homepage is read again.
+        A homepage from the network may announce http(s) feeds only (named_url_problem).
         """
+        if known_feed and named_url_problem(known_feed, url):  # found by an earlier version, which did not ask
+            known_feed = None
         if known_feed:
             try:
                 return self._client.get(known_feed, accept=FEED_ACCEPT, validators=validators), known_feed
@@ -391,15 +476,22 @@ class PollFeeds(PooledFetchFn):
         response = self._client.get(url, accept=FEED_ACCEPT, validators=None if known_feed else validators)
         if response.not_modified or not looks_like_page(response):
             return response, url
-        candidates = discover_feeds(response.body, response.final_url)
+        announced = discover_feeds(response.body, response.final_url)
+        candidates = [feed for feed in announced if not named_url_problem(feed, response.final_url)]
         if not candidates:
-            raise FeedError("not_a_feed", 'an HTML page that announces no feed (no <link rel="alternate" type="application/rss+xml">)')
+            why = (f"an HTML page announcing no feed that may be read: {named_url_problem(announced[0], response.final_url)}"
+                   if announced else 'an HTML page that announces no feed (no <link rel="alternate" type="application/rss+xml">)')
+            raise FeedError("not_a_feed", why)
         return self._client.get(candidates[0], accept=FEED_ACCEPT), candidates[0]
 
     def _read_index(self, spec: dict, response):
         """(entries, warnings, index and sitemap bodies) of a sitemap index, its newest sitemaps read."""
         entries, warnings, bodies = [], [], [response.body]
         for child in sitemap_children(response.body, response.final_url):
+            refused = named_url_problem(child, response.final_url)
+            if refused:  # never read, so nothing is said about it but why
+                warnings.append(f"sitemap {child} skipped: {refused}")
+                continue
             try:
                 part = self._client.get(child, accept=FEED_ACCEPT)
                 found, said = parse_feed(part.body, spec["url"], {**spec, "max_entries": None}, part.content_type,
@@ -437,7 +529,9 @@ class PollFeeds(PooledFetchFn):
             count("feeds_malformed_kept")
         for entry in entries:
             count("entries_discovered")
-            if entry["link"]:
+            if entry.get("error"):
+                yield from fail_entries([entry], "feed_entry", *entry["error"])
+            elif entry["link"]:
                 yield entry
             else:
                 count("entries_without_link")

@@ -35,6 +35,20 @@ REDIRECT_STATUSES = {301, 302, 303, 307, 308}
 RETRIED_KINDS = {"timeout", "connection_error"}
 
 
+def named_url_problem(url: str, named_by: str) -> str | None:
+    """Why `url`, named by the document at `named_by` (a redirect, an announced feed, a sitemap, a link), must not be fetched.
+
+    Local files come only from the user's own feed list and the local documents it names: whatever
+    a response from the network names must be http(s), or a feed could make newsbeam read our files.
+    """
+    scheme = urlsplit(url).scheme.lower()
+    if scheme in ("http", "https") or (scheme == "file" and urlsplit(named_by).scheme.lower() == "file"):
+        return None
+    if scheme == "file":
+        return "a document from the network may not name local files"
+    return f"unsupported URL scheme {scheme or '(none)'!r}"
+
+
 class FetchError(Exception):
     """A request that did not give a usable response; `error` is a short kind."""
 
@@ -176,7 +190,10 @@ class HttpClient:
         `validators` ({"etag", "last_modified"}) make the request conditional: a 304 then comes
         back as a Response whose `not_modified` is true and whose body is empty.
         """
-        scheme = urlsplit(url).scheme.lower()
+        try:
+            scheme = urlsplit(url).scheme.lower()
+        except ValueError as exc:  # "http://[::1/x": an unclosed IPv6 host
+            raise FetchError("invalid_url", f"invalid URL: {exc}", url=url) from None
         if scheme == "file":
             return self._read_file(url)
         if scheme not in ("http", "https"):
@@ -214,7 +231,7 @@ class HttpClient:
         for _ in range(self.settings.max_redirects + 1):
             status, response_headers, body = self._request(current, headers, url, deadline)
             if status in REDIRECT_STATUSES and response_headers.get("location"):
-                target = urljoin(current, response_headers["location"].strip())
+                target = _redirect_target(current, response_headers["location"], status, url)
                 if target in seen:
                     raise FetchError("redirect_loop", f"redirect loop back to {target}", status, url)
                 seen.append(target)
@@ -293,6 +310,19 @@ class HttpClient:
             raise FetchError("read_error", f"{exc.strerror or exc}: {path}", url=url) from None
         return Response(url=url, final_url=url, status=200, content_type=_guess_type(path), body=body,
                         fetched_at=datetime.now(timezone.utc))
+
+
+def _redirect_target(current: str, location: str, status: int, origin: str) -> str:
+    """Where a redirect from `current` leads; FetchError when it is no URL or one a response may not name (a local file)."""
+    try:
+        target = urljoin(current, location.strip())
+        urlsplit(target).port  # noqa: B018 - raises for a port out of range
+    except ValueError as exc:
+        raise FetchError("invalid_url", f"redirect to an invalid URL: {exc}", status, origin) from None
+    problem = named_url_problem(target, current)
+    if problem:
+        raise FetchError("refused", f"redirect refused: {problem}", status, origin)
+    return target
 
 
 def conditional_headers(validators: dict | None) -> dict:

@@ -56,9 +56,9 @@ def parse_sources(text: str, location: str) -> list[dict]:
     if suffix in (".opml", ".xml") or stripped.startswith("<"):
         specs = _parse_opml(text, location)
     elif suffix in (".yaml", ".yml"):
-        specs = _parse_mapping(_load_yaml(text, location), location)
+        specs = _parse_mapping(_load_yaml(text, location), location, _quote_yaml)
     elif suffix == ".toml":
-        specs = _parse_mapping(_load_toml(text, location), location)
+        specs = _parse_mapping(_load_toml(text, location), location, _quote_toml)
     else:
         specs = _parse_lines(text)
     resolved, seen = [], set()
@@ -74,19 +74,29 @@ def parse_sources(text: str, location: str) -> list[dict]:
 
 
 def resolve_feed_url(ref: str, base: str) -> str:
-    """An absolute URL for a list entry: URLs stay, paths resolve against the list's location."""
+    """An absolute URL for a list entry: URLs stay, paths resolve against the list's location.
+
+    What is no URL at all ("https://[::1") stays as it is, for spec_problem to say so.
+    """
     ref = ref.strip()
-    scheme = urlsplit(ref).scheme.lower()
-    if scheme and len(scheme) > 1:  # a one-letter scheme is a Windows drive
+    try:
+        scheme = urlsplit(ref).scheme.lower()
+        if scheme and len(scheme) > 1:  # a one-letter scheme is a Windows drive
+            return ref
+        if os.path.isabs(ref):
+            return Path(ref).as_uri()
+        return urljoin(base, ref)
+    except ValueError:
         return ref
-    if os.path.isabs(ref):
-        return Path(ref).as_uri()
-    return urljoin(base, ref)
 
 
 def spec_problem(spec: dict) -> str | None:
     """Why a spec cannot be fetched, or None."""
-    parts = urlsplit(spec["url"])
+    try:
+        parts = urlsplit(spec["url"])
+        parts.port  # noqa: B018 - raises for a port out of range or not a number
+    except ValueError as exc:
+        return f"invalid URL: {exc}"
     if parts.scheme.lower() not in SCHEMES:
         return f"unsupported URL scheme {parts.scheme or '(none)'!r}; use http, https or a file path"
     if parts.scheme.lower() != "file" and not parts.hostname:
@@ -105,7 +115,7 @@ def _base_url(location: str) -> str:
 
 
 def _spec(url, name=None, category=None, language=None, max_entries=None) -> dict:
-    return {"url": str(url), "name": name, "category": category, "language": language, "max_entries": max_entries}
+    return {"url": url, "name": name, "category": category, "language": language, "max_entries": max_entries}
 
 
 def _parse_lines(text: str) -> list[dict]:
@@ -139,9 +149,28 @@ def _parse_opml(text: str, location: str) -> list[dict]:
     return specs
 
 
+class _YamlBool:
+    """An unquoted yes, no, on, off, true or false, which YAML reads as a boolean. No setting is one, so
+    it stays the word it was written as, for the error that says to quote it."""
+
+    def __init__(self, word: str, value: bool):
+        self.word, self.value = word, value
+
+    def __repr__(self):
+        return self.word
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """yaml.safe_load's loader, booleans kept as _YamlBool."""
+
+
+_YamlLoader.add_constructor(
+    "tag:yaml.org,2002:bool", lambda loader, node: _YamlBool(node.value, loader.construct_yaml_bool(node)))
+
+
 def _load_yaml(text, location):
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_YamlLoader)  # noqa: S506 - a SafeLoader
     except yaml.YAMLError as exc:
         raise SourcesError(f"YAML feed list cannot be parsed ({str(exc).splitlines()[0]}): {location}") from None
 
@@ -153,7 +182,41 @@ def _load_toml(text, location):
         raise SourcesError(f"TOML feed list cannot be parsed ({exc}): {location}") from None
 
 
-def _parse_mapping(data, location: str) -> list[dict]:
+def _quote_yaml(key: str, word: str) -> str:
+    return f"{key}: '{word}'"
+
+
+def _quote_toml(key: str, word: str) -> str:
+    return f'{key} = "{word}"'
+
+
+def _setting_problem(key: str, value, quote) -> str | None:
+    """Why a per-feed setting's value has the wrong type, or None; `quote(key, word)` shows it quoted."""
+    if value is None:
+        return None
+    if key == "max_entries":
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+            return None
+        return f"max_entries must be a positive integer, not {value!r}"
+    if isinstance(value, str):
+        return None
+    if isinstance(value, (list, dict)):
+        return f"{key} must be text, not {value!r}"
+    if isinstance(value, _YamlBool):
+        return (f"{key} must be text, not {value!r} (YAML reads an unquoted {value!r} as {str(value.value).lower()}); "
+                f"quote it: {quote(key, value.word)}")
+    word = str(value).lower() if isinstance(value, bool) else str(value)
+    return f"{key} must be text, not {word}; quote it: {quote(key, word)}"
+
+
+def _check_settings(settings: dict, where: str, quote) -> None:
+    for key, value in settings.items():
+        problem = _setting_problem(key, value, quote)
+        if problem:
+            raise SourcesError(f"{where}: {problem}")
+
+
+def _parse_mapping(data, location: str, quote) -> list[dict]:
     """`feeds:` a list of URLs or of mappings with per-feed settings; `defaults:` apply to all."""
     if isinstance(data, list):
         data = {"feeds": data}
@@ -165,6 +228,7 @@ def _parse_mapping(data, location: str) -> list[dict]:
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict) or set(defaults) - (FEED_SETTINGS - {"url"}):
         raise SourcesError(f"'defaults' may set {sorted(FEED_SETTINGS - {'url'})}: {location}")
+    _check_settings(defaults, f"{location}: defaults", quote)
     specs = []
     for i, item in enumerate(data["feeds"], 1):
         if isinstance(item, str):
@@ -174,6 +238,7 @@ def _parse_mapping(data, location: str) -> list[dict]:
         unknown = set(item) - FEED_SETTINGS
         if unknown:
             raise SourcesError(f"feed #{i} has unknown setting(s) {sorted(unknown)}; allowed: {sorted(FEED_SETTINGS)}: {location}")
+        _check_settings(item, f"{location}: feed #{i} ({item['url']})", quote)
         specs.append(_spec(**{**defaults, **item}))
     return specs
 
