@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta, timezone
 
-import pytest
 
 from newsbeam.transforms import feed_state as fs
 

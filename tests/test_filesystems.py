@@ -87,10 +87,6 @@ class FakeCloudFileSystem(LocalFileSystem):
             os.makedirs(os.path.dirname(self._local(d)), exist_ok=True)
             os.replace(self._local(s), self._local(d))
 
-    def exists(self, path):
-        local = self._local(path)
-        return os.path.isfile(local) or (os.path.isdir(local) and any(os.scandir(local)))
-
     def size(self, path):
         return os.path.getsize(self._local(path))
 

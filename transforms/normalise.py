@@ -155,6 +155,25 @@ def _canonical_query(query: str) -> str:
     )
 
 
+# What no text may hold: lone surrogates (UTF-8 cannot encode them: hashing, dedup and Parquet fail
+# on them) and the C0 controls XML forbids (lxml refuses strings that hold them).
+_NOT_TEXT = re.compile("[\ud800-\udfff\x00-\x08\x0b\x0c\x0e-\x1f]")
+
+
+def valid_text(text: str) -> str:
+    """`text` with lone surrogates and control characters (but tab and line breaks) replaced by U+FFFD."""
+    return _NOT_TEXT.sub("\ufffd", text)
+
+
+def valid_values(value):
+    """`value` with every string in it, also inside lists and tuples, made valid_text."""
+    if isinstance(value, str):
+        return valid_text(value)
+    if isinstance(value, (list, tuple)):
+        return type(value)(valid_values(v) for v in value)
+    return value
+
+
 def normalise_text(text: str) -> str:
     """NFC, no invisible characters, single spaces, one blank-free line per paragraph."""
     text = text or ""

@@ -13,7 +13,6 @@ from __future__ import annotations
 import io
 import pickle
 import posixpath
-import re
 import uuid
 from datetime import datetime, timezone
 
@@ -25,7 +24,7 @@ from apache_beam.io.filesystems import FileSystems
 from newsbeam.schemas import PARTITION_COLUMN, SCHEMA_VERSION, STATE, TABLES
 from newsbeam.transforms.commits import Commit, RunFiles, committed_files, parquet_rows
 from newsbeam.transforms.metrics import count
-from newsbeam.transforms.normalise import partition_date
+from newsbeam.transforms.normalise import partition_date, valid_values
 
 ROWS_PER_FILE = 20_000
 
@@ -37,25 +36,15 @@ def partition_of(table: str, row: dict) -> str:
     return partition_date(None, row["fetched_at" if table == "duplicates" else "failed_at"])
 
 
-_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def to_arrow(table: str, rows: list[dict]) -> pa.Table:
-    """Rows as an Arrow table of the table's schema; text that is not valid Unicode (lone surrogates) gets U+FFFD."""
+    """Rows as an Arrow table of the table's schema; text that is not valid Unicode (lone surrogates) gets U+FFFD,
+    a last line of defence: the stages make their text valid (normalise.valid_text) long before."""
     schema = TABLES[table] if table in TABLES else STATE[table]
     columns = [{f: row.get(f) for f in schema.names} for row in rows]
     try:
         return pa.Table.from_pylist(columns, schema=schema)
     except UnicodeEncodeError:  # rare: only then is every value looked at
-        return pa.Table.from_pylist([{f: _valid(v) for f, v in row.items()} for row in columns], schema=schema)
-
-
-def _valid(value):
-    if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value)
-    if isinstance(value, list):
-        return [_valid(v) for v in value]
-    return value
+        return pa.Table.from_pylist([{f: valid_values(v) for f, v in row.items()} for row in columns], schema=schema)
 
 
 def parquet_bytes(table: pa.Table) -> bytes:
