@@ -187,3 +187,12 @@ def test_the_package_stages_from_pyproject(tmp_path):
     for expected in ("pyproject.toml", "pipeline/cli.py", "pipeline/template.py", "transforms/pool.py",
                      "schemas/tables.py", "pipeline/sample/feeds.opml"):
         assert expected in names, expected
+
+
+def test_the_python_floor_is_one_the_code_runs_on():
+    import tomllib
+
+    floor = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())["project"]["requires-python"]
+    major, minor = map(int, re.fullmatch(r">=\s*(\d+)\.(\d+)", floor).groups())
+    # tomllib (the TOML feed lists) and datetime.fromisoformat("...Z") (feed dates) are Python 3.11's
+    assert (major, minor) >= (3, 11), floor
