@@ -1,12 +1,15 @@
-"""What the benchmarks share: where the fundus corpus is, and the arguments that choose it."""
+"""What the benchmarks share: where the corpora are, the arguments that choose them, and their pages."""
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DEFAULT_CORPUS = "../shared/corpora/fundus"  # relative to the repository root
+DEFAULT_WCXB = "../shared/corpora/wcxb-dev-articles"
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -38,3 +41,32 @@ def ground_truth(corpus: Path):
         if line.strip():
             row = json.loads(line)
             yield row, truths.setdefault(row["json"], json.loads((corpus / row["json"]).read_text()))[row["version"]]
+
+
+def fundus_expected(body: dict) -> str:
+    """fundus's text for scoring: summary lines, then each section's headline lines and paragraphs."""
+    lines = list(body.get("summary") or [])
+    for section in body.get("sections") or []:
+        lines += list(section.get("headline") or []) + list(section.get("paragraphs") or [])
+    return "\n".join(lines)
+
+
+def fundus_pages(corpus: Path) -> list[dict]:
+    """Every fundus page: name, url, source (its publisher), expected text and the page's bytes."""
+    return [{"name": row["html"].removesuffix(".gz"), "url": row["url"], "source": row["publisher"],
+             "country": row["country"], "expected": fundus_expected(truth["body"]),
+             "bytes": gzip.decompress((corpus / row["html"]).read_bytes())} for row, truth in ground_truth(corpus)]
+
+
+def wcxb_pages(corpus: Path) -> list[dict]:
+    """Every WCXB page: as fundus_pages, the source being the page's host, plus its `with` and `without` snippets."""
+    pages = []
+    for truth_path in sorted((corpus / "ground-truth").glob("*.json")):
+        record = json.loads(truth_path.read_text())
+        truth = record["ground_truth"]
+        url = record.get("url") or f"https://unknown.invalid/{truth_path.stem}"
+        pages.append({"name": truth_path.stem, "url": url, "source": urlsplit(url).hostname or "",
+                      "expected": truth.get("main_content") or "", "with": list(truth.get("with") or []),
+                      "without": list(truth.get("without") or []),
+                      "bytes": gzip.decompress((corpus / "html" / f"{truth_path.stem}.html.gz").read_bytes())})
+    return pages

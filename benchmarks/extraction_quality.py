@@ -1,38 +1,43 @@
-"""Extraction quality and speed of newsbeam's text against plain trafilatura on the fundus corpus (issue 3).
+"""Extraction quality and speed of newsbeam's text against plain trafilatura, on fundus and WCXB (issues 3, 15).
 
-For every page of ../shared/corpora/fundus (relative to the repository root) two texts are scored
-against the corpus's ground truth (summary lines, then each section's headline lines and paragraphs,
-joined by newlines):
+Two corpora, side by side, each page scored against its ground truth:
+
+- fundus (../shared/corpora/fundus): 258 news pages; the text expected is the summary lines, then
+  each section's headline lines and paragraphs. Each publisher's pages count as one source.
+- wcxb-dev (../shared/corpora/wcxb-dev-articles): 793 recent article pages from 768 sites
+  (WCXB (Foley, 2026), CC-BY-4.0); the text expected is `main_content`, and each page's `with`
+  snippets (content a correct extraction contains) and `without` snippets (boilerplate it must
+  not) are looked up in both texts. Each host's pages count as one source.
+
+Two texts per page, in the same run:
 
 - trafilatura: plain `trafilatura.extract(html, include_comments=False)` on the page bytes, called
-  without a URL, exactly as the issue states the baseline;
-- newsbeam: the pipeline's Extract, StripChrome and Normalise cores from newsbeam.pipeline.extract_cmd,
-  with each page's real URL from the manifest: `clean_pages` over each publisher's pages as one source
-  (the pipeline learns repeated chrome per feed source), or `clean_page(html, url)` per page where the
-  checkout has that older API. A page it rejects (`ExtractionError`) scores as empty text.
+  without a URL: the baseline;
+- newsbeam: the pipeline's Extract, StripChrome and Normalise cores (newsbeam.pipeline.extract_cmd
+  .clean_pages) with the page's URL, over each source's pages as one source (the pipeline learns
+  repeated chrome per feed source). A page it rejects (`ExtractionError`) scores as empty text.
 
 The metric is the project's: word 4-gram multisets, per-page precision and recall averaged over
-pages, F1 from the two averages (an empty prediction of an empty truth is perfect). It is
-implemented here and cross-checked once against ../shared/tools/shingle_f1.py when that exists.
+pages, F1 from the two averages (an empty prediction of an empty truth is perfect); cross-checked
+against ../shared/tools/shingle_f1.py when that exists. A snippet is found when its words (\\w+ runs,
+case-folded) occur in a row in the text's words. Pages "worse" are more than WORSE F1 below
+trafilatura's; pages "emptied" have under 10 words where trafilatura has 50 or more.
 
-Speed: all pages are read and decompressed first. In each of --repeat rounds the two 1-process sides
-run over the corpus publisher by publisher, taking turns at going first, each publisher's pages timed
-under time.perf_counter (whole-corpus runs one after the other were at the mercy of load that came and
-went on a shared machine: the same code measured 0.96x and 0.59x), then newsbeam runs over the whole
-corpus on a Pool of 2. Medians are reported as docs/s and as ratios to trafilatura's docs/s (plus the
-1-process sides' CPU seconds). The pool is started (by
-fork, after one untimed pass of both sides that also gives the texts scored) and warmed before timing;
-pages are inherited by the workers, only indices and texts cross processes, CHUNK publishers a task.
+Speed: pages are read and decompressed first; the scored texts come from one untimed pass (on a
+Pool of 2). In each of --repeat rounds the two 1-process sides run over both corpora source by
+source, taking turns at going first, each source's pages timed under time.perf_counter (load that
+comes and goes on a shared machine then falls on both alike); medians are reported as docs/s and
+as the ratio of newsbeam's docs/s to trafilatura's.
 
-    python benchmarks/extraction_quality.py [--corpus PATH] [--repeat N] [--json] [--dump DIR]
+    python benchmarks/extraction_quality.py [--corpus PATH] [--wcxb PATH] [--repeat N] [--no-speed]
+                                            [--json] [--dump DIR]
 
---dump DIR writes DIR/{trafilatura,newsbeam,expected}/<page>.txt for inspection.
+A corpus that is absent is skipped with a message; --dump DIR writes
+DIR/<corpus>/{trafilatura,newsbeam,expected}/<page>.txt for inspection.
 """
 
 from __future__ import annotations
 
-import functools
-import gzip
 import importlib.util
 import json
 import logging
@@ -42,7 +47,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -54,11 +59,14 @@ import trafilatura  # noqa: E402
 
 from newsbeam.pipeline import extract_cmd  # noqa: E402
 
-from corpus import REPO, corpus_or_skip, corpus_parser, ground_truth  # noqa: E402
-TARGETS = {"f1": 0.960, "precision": 0.950}
+from corpus import DEFAULT_CORPUS, DEFAULT_WCXB, REPO, fundus_pages, wcxb_pages  # noqa: E402
+
 WORSE = 0.05  # a page counts as worse when newsbeam's F1 is more than this below trafilatura's
-SPEED = 0.9
-CHUNK = 3  # publishers per pool task (about 4 pages)
+F1_MARGIN = 0.005  # newsbeam's F1 must beat trafilatura's by this much on each corpus
+WORSE_SHARE = 0.01  # at most this share of pages worse
+EMPTY_WORDS, FULL_WORDS = 10, 50  # emptied: under EMPTY_WORDS words where trafilatura has FULL_WORDS or more
+SPEED = 1.0
+WORST = 20
 SIDES = ("trafilatura", "newsbeam")
 _TOKEN = re.compile(r"\w+")
 
@@ -85,16 +93,13 @@ def overall(scores: list[tuple[float, float, float]]) -> dict:
     return {"f1": 2 * P * R / (P + R) if P + R else 0.0, "precision": P, "recall": R}
 
 
-def expected_text(body: dict) -> str:
-    lines = list(body.get("summary") or [])
-    for section in body.get("sections") or []:
-        lines += list(section.get("headline") or []) + list(section.get("paragraphs") or [])
-    return "\n".join(lines)
+def word_string(text: str) -> str:
+    return " " + " ".join(_TOKEN.findall((text or "").casefold())) + " "
 
 
-def load_pages(corpus: Path) -> list[dict]:
-    return [{**row, "name": row["html"].removesuffix(".gz"), "expected": expected_text(truth["body"]),
-             "bytes": gzip.decompress((corpus / row["html"]).read_bytes())} for row, truth in ground_truth(corpus)]
+def found(snippet: str, words: str) -> bool:
+    key = word_string(snippet)
+    return key != "  " and key in words
 
 
 def trafilatura_text(page: dict) -> str:
@@ -102,156 +107,189 @@ def trafilatura_text(page: dict) -> str:
 
 
 def newsbeam_texts(source: list[dict]) -> list[str]:
-    """Texts of one publisher's pages; a page with an ExtractionError (no text) or a crash, which the
-    pipeline would make an error row, has an empty text."""
-    try:
-        if hasattr(extract_cmd, "clean_pages"):
-            docs = extract_cmd.clean_pages([(p["bytes"], p["url"]) for p in source])
-        else:  # the older per-page API
-            docs = [extract_cmd.clean_page(p["bytes"], p["url"]) for p in source]
-    except Exception:  # one page failed: the others still count, one at a time
-        return [""] if len(source) == 1 else [t for p in source for t in newsbeam_texts([p])]
+    """Texts of one source's pages; a page with an ExtractionError (no text), which the pipeline makes
+    an error row, has an empty text. A crash is not caught: the pipeline would make it an error row
+    too, but here it is a bug to see."""
+    docs = extract_cmd.clean_pages([(p["bytes"], p["url"]) for p in source])
     return [(d.get("text") or "") if isinstance(d, dict) else "" for d in docs]
 
 
-_SOURCES: list[list[dict]] = []  # set before the pool forks, so workers get the pages without pickling them
+_SOURCES: list[list[dict]] = []  # every source of every corpus; set before the pool forks
 
 
-def _source_texts(i: int) -> list[str]:
-    return newsbeam_texts(_SOURCES[i])
+def _both_texts(i: int) -> tuple[list[str], list[str]]:
+    return [trafilatura_text(p) for p in _SOURCES[i]], newsbeam_texts(_SOURCES[i])
 
 
-def newsbeam_run(mapper=map) -> list[str]:
-    """Texts of all pages, in the order of `pages` (publisher by publisher)."""
-    return [t for texts in mapper(_source_texts, range(len(_SOURCES))) for t in texts]
+def by_source(pages: list[dict]) -> list[list[dict]]:
+    sources: dict[str, list[dict]] = {}
+    for page in pages:
+        sources.setdefault(page["source"], []).append(page)
+    return list(sources.values())
 
 
-def timed(fn) -> tuple[float, float]:
-    """Wall seconds and this process's CPU seconds (a Pool's workers are not included) of fn()."""
-    t0, c0 = time.perf_counter(), time.process_time()
-    fn()
-    return time.perf_counter() - t0, time.process_time() - c0
-
-
-def timed_one_process(round_no: int) -> dict[str, tuple[float, float]]:
-    """Wall and CPU seconds of both 1-process sides over the corpus, timed publisher by publisher and
-    taking turns at going first, so that load coming and going on the machine falls on both alike."""
+def timed_one_process(round_no: int) -> dict[str, float]:
+    """Wall seconds of both 1-process sides over every source, timed source by source and taking turns at going first."""
     run = {"trafilatura": lambda source: [trafilatura_text(p) for p in source], "newsbeam": newsbeam_texts}
-    totals = {side: [0.0, 0.0] for side in SIDES}
+    totals = dict.fromkeys(SIDES, 0.0)
     for i, source in enumerate(_SOURCES):
         for side in SIDES if (i + round_no) % 2 == 0 else SIDES[::-1]:
-            wall, cpu = timed(functools.partial(run[side], source))
-            totals[side][0] += wall
-            totals[side][1] += cpu
-    return {side: (wall, cpu) for side, (wall, cpu) in totals.items()}
+            started = time.perf_counter()
+            run[side](source)
+            totals[side] += time.perf_counter() - started
+    return totals
 
 
-def cross_check(pages: list[dict], texts: dict, ours: dict, corpus: Path) -> str:
-    for tool in (corpus.resolve().parent.parent / "tools" / "shingle_f1.py", REPO.parent / "shared" / "tools" / "shingle_f1.py"):
-        if tool.is_file():
-            spec = importlib.util.spec_from_file_location("shingle_f1", tool)
-            module = importlib.util.module_from_spec(spec)
-            spec.loader.exec_module(module)
-            diffs = []
-            for side in SIDES:
-                theirs = module.score([(p["expected"], t) for p, t in zip(pages, texts[side])])
-                diffs += [f"{side} {k} {ours[side][k]:.4f} vs {theirs[k]}" for k in ("f1", "precision", "recall")
-                          if abs(ours[side][k] - theirs[k]) > 6e-5]  # the tool rounds to 4 places
-            return "ok" if not diffs else "DIFFERENT: " + "; ".join(diffs)
-    return "not run (shingle_f1.py not found)"
+def shingle_tool() -> object | None:
+    tool = REPO.parent / "shared" / "tools" / "shingle_f1.py"
+    if not tool.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("shingle_f1", tool)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = corpus_parser(__doc__.splitlines()[0], default_repeat=3)
-    parser.add_argument("--dump", metavar="DIR", help="write each page's texts under DIR")
-    args = parser.parse_args(argv)
-    corpus = corpus_or_skip(parser, args)
-    if corpus is None:
-        return 0
-    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+def cross_check(pages: list[dict], texts: dict, ours: dict) -> str:
+    module = shingle_tool()
+    if module is None:
+        return "not run (shingle_f1.py not found)"
+    diffs = []
+    for side in SIDES:
+        theirs = module.score([(p["expected"], t) for p, t in zip(pages, texts[side])])
+        diffs += [f"{side} {k} {ours[side][k]:.4f} vs {theirs[k]}" for k in ("f1", "precision", "recall")
+                  if abs(ours[side][k] - theirs[k]) > 6e-5]  # the tool rounds to 4 places
+    return "ok" if not diffs else "DIFFERENT: " + "; ".join(diffs)
 
-    by_publisher: dict[str, list[dict]] = {}
-    for page in load_pages(corpus):
-        by_publisher.setdefault(page["publisher"], []).append(page)
-    _SOURCES[:] = by_publisher.values()
-    pages = [p for source in _SOURCES for p in source]
-    texts = {"trafilatura": [trafilatura_text(p) for p in pages], "newsbeam": newsbeam_run()}
+
+def corpus_report(name: str, pages: list[dict], texts: dict[str, list[str]]) -> dict:
+    """Scores, the pages worse and emptied, snippets found, the worst pages and the targets of one corpus."""
     scores = {side: [page_score(p["expected"], t) for p, t in zip(pages, texts[side])] for side in SIDES}
-    result = {side: overall(scores[side]) | {"no_text": sum(not t for t in texts[side])} for side in SIDES}
-    check = cross_check(pages, texts, result, corpus)
-
-    seconds: dict[str, list[tuple[float, float]]] = {"trafilatura": [], "newsbeam": [], "newsbeam_pool2": []}
-    with multiprocessing.get_context("fork").Pool(2) as pool:
-        pool_map = functools.partial(pool.map, chunksize=CHUNK)
-        pool_texts = newsbeam_run(pool_map)  # untimed: warms the workers, and their texts must match
-        for i in range(args.repeat):
-            for side, wall_cpu in timed_one_process(i).items():
-                seconds[side].append(wall_cpu)
-            seconds["newsbeam_pool2"].append(timed(lambda: newsbeam_run(pool_map)))
-            print(f"round {i + 1}/{args.repeat}: " + ", ".join(f"{k} {v[-1][0]:.1f} s" for k, v in seconds.items()), file=sys.stderr)
-    speed = {}
-    for k, runs in seconds.items():
-        wall, cpu = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
-        speed[k] = {"seconds": wall, "runs": [round(r[0], 2) for r in runs], "docs_per_s": len(pages) / wall, "cpu_seconds": cpu}
-        speed[k]["ratio"] = speed[k]["docs_per_s"] / speed["trafilatura"]["docs_per_s"]  # trafilatura comes first
-    cpu_ratio = speed["trafilatura"]["cpu_seconds"] / speed["newsbeam"]["cpu_seconds"]
-
-    # Worst first; ties (most pages: the same text or the same score) by newsbeam's own F1.
-    per_page = sorted(({"page": p["name"], "publisher": p["publisher"], "delta": round(nb[2] - tf[2], 4),
+    words = {side: [len(_TOKEN.findall(t)) for t in texts[side]] for side in SIDES}
+    quality = {side: overall(scores[side]) | {"no_text": sum(n == 0 for n in words[side])} for side in SIDES}
+    per_page = sorted(({"page": p["name"], "source": p["source"], "delta": round(nb[2] - tf[2], 4),
                         "f1_trafilatura": round(tf[2], 4), "f1_newsbeam": round(nb[2], 4)}
                        for p, tf, nb in zip(pages, scores["trafilatura"], scores["newsbeam"])),
                       key=lambda w: (w["delta"], w["f1_newsbeam"]))
     worse = [w for w in per_page if w["delta"] < -WORSE]
-    by_country: dict[str, list[int]] = defaultdict(list)
-    for i, p in enumerate(pages):
-        by_country[p["country"]].append(i)
-    countries = {c: {"pages": len(ix), **{s: round(overall([scores[s][i] for i in ix])["f1"], 4) for s in SIDES}}
-                 for c, ix in sorted(by_country.items())}
-    nb = result["newsbeam"]
-    targets = [(f"F1 >= {TARGETS['f1']:.3f}", nb["f1"] >= TARGETS["f1"], f"{nb['f1']:.4f}"),
-               (f"precision >= {TARGETS['precision']:.3f}", nb["precision"] >= TARGETS["precision"], f"{nb['precision']:.4f}"),
-               (f"no page more than {WORSE} F1 worse", not worse, f"{len(worse)} pages"),
-               (f"speed >= {SPEED}x, 1 process", speed["newsbeam"]["ratio"] >= SPEED, f"{speed['newsbeam']['ratio']:.3f}x"),
-               (f"speed >= {SPEED}x, Pool(2) vs 1-process trafilatura", speed["newsbeam_pool2"]["ratio"] >= SPEED,
-                f"{speed['newsbeam_pool2']['ratio']:.3f}x")]
+    emptied = [p["name"] for p, nb, tf in zip(pages, words["newsbeam"], words["trafilatura"]) if nb < EMPTY_WORDS <= FULL_WORDS <= tf]
+    report = {"pages": len(pages), "quality": quality, "metric_check": cross_check(pages, texts, quality),
+              "better": sum(w["delta"] > 0 for w in per_page), "same": sum(w["delta"] == 0 for w in per_page),
+              "worse_pages": len(worse), "emptied": emptied, f"worst_{WORST}": per_page[:WORST]}
+    tf, nb = quality["trafilatura"], quality["newsbeam"]
+    targets = [(f"F1 >= trafilatura's + {F1_MARGIN}", nb["f1"] >= tf["f1"] + F1_MARGIN, f"{nb['f1']:.4f} vs {tf['f1']:.4f}"),
+               (f"pages > {WORSE} F1 worse <= {WORSE_SHARE:.0%}", len(worse) <= WORSE_SHARE * len(pages),
+                f"{len(worse)} of {len(pages)}"),
+               (f"pages emptied (< {EMPTY_WORDS} words where trafilatura has {FULL_WORDS}+) = 0", not emptied, f"{len(emptied)}")]
+    if any("with" in p for p in pages):
+        snippets = {}
+        for side in SIDES:
+            strings = [word_string(t) for t in texts[side]]
+            kept = [found(s, w) for p, w in zip(pages, strings) for s in p["with"]]
+            leaked = [found(s, w) for p, w in zip(pages, strings) for s in p["without"]]
+            snippets[side] = {"with_found": sum(kept), "with_total": len(kept), "with_share": sum(kept) / max(len(kept), 1),
+                              "without_found": sum(leaked), "without_total": len(leaked)}
+        report["snippets"] = snippets
+        s_tf, s_nb = snippets["trafilatura"], snippets["newsbeam"]
+        targets += [("`without` snippets found <= half of trafilatura's", s_nb["without_found"] <= s_tf["without_found"] / 2,
+                     f"{s_nb['without_found']} vs {s_tf['without_found']}"),
+                    ("`with` snippets found >= trafilatura's share", s_nb["with_share"] >= s_tf["with_share"],
+                     f"{s_nb['with_share']:.4f} vs {s_tf['with_share']:.4f}")]
+    report["targets"] = [{"target": t, "pass": ok, "value": v} for t, ok, v in targets]
+    return report
 
-    if args.dump:
-        for side, side_texts in (*texts.items(), ("expected", [p["expected"] for p in pages])):
-            for p, text in zip(pages, side_texts):
-                path = Path(args.dump) / side / f"{p['name']}.txt"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_text(text + "\n", encoding="utf-8")
+
+def print_report(name: str, report: dict) -> None:
+    print(f"\n== {name}: {report['pages']} pages (metric cross-check: {report['metric_check']})")
+    print(f"{'side':<20} {'F1':>6} {'P':>6} {'R':>6} {'no text':>7}" + ("  with found  without found" if "snippets" in report else ""))
+    for side, label in zip(SIDES, ("trafilatura.extract", "newsbeam")):
+        q = report["quality"][side]
+        line = f"{label:<20} {q['f1']:>6.4f} {q['precision']:>6.4f} {q['recall']:>6.4f} {q['no_text']:>7}"
+        if "snippets" in report:
+            s = report["snippets"][side]
+            line += f"  {s['with_share']:>10.4f}  {s['without_found']:>5} of {s['without_total']}"
+        print(line)
+    print(f"pages better / same / worse by more than {WORSE}: {report['better']} / {report['same']} / {report['worse_pages']};"
+          f" emptied: {len(report['emptied'])} {report['emptied'][:10]}")
+    print(f"worst {WORST} pages by F1 delta (newsbeam - trafilatura), ties by newsbeam's F1:")
+    for w in report[f"worst_{WORST}"]:
+        print(f"  {w['delta']:+.3f}  F1 {w['f1_trafilatura']:.3f} -> {w['f1_newsbeam']:.3f}  {w['source'][:30]:<30} {w['page']}")
+    for t in report["targets"]:
+        print(f"{'PASS' if t['pass'] else 'FAIL'} {t['target']} ({t['value']})")
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--corpus", default=str(REPO / DEFAULT_CORPUS), help=f"fundus corpus folder (default: {DEFAULT_CORPUS})")
+    parser.add_argument("--wcxb", default=str(REPO / DEFAULT_WCXB), help=f"WCXB articles folder (default: {DEFAULT_WCXB})")
+    parser.add_argument("--repeat", type=int, default=3, help="timed rounds of both sides, interleaved; medians reported (default 3)")
+    parser.add_argument("--no-speed", action="store_true", help="score only, no timed rounds")
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--dump", metavar="DIR", help="write each page's texts under DIR")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    corpora: dict[str, list[dict]] = {}
+    for name, folder, marker, load in (("fundus", args.corpus, "manifest.jsonl", fundus_pages),
+                                       ("wcxb-dev", args.wcxb, "ground-truth", wcxb_pages)):
+        if (Path(folder) / marker).exists():
+            corpora[name] = load(Path(folder))
+        else:
+            print(f"skipped {name}: {folder} not found; pass {'--corpus' if name == 'fundus' else '--wcxb'}", file=sys.stderr)
+    if not corpora:
+        print("skipped: no corpus found")
+        return 0
+    commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+
+    spans, _SOURCES[:] = {}, []
+    for name, pages in corpora.items():
+        sources = by_source(pages)
+        spans[name] = (len(_SOURCES), len(_SOURCES) + len(sources))
+        _SOURCES.extend(sources)
+    with multiprocessing.get_context("fork").Pool(2) as pool:
+        both = pool.map(_both_texts, range(len(_SOURCES)), chunksize=4)
+    reports = {}
+    for name, (start, end) in spans.items():
+        pages = [p for source in _SOURCES[start:end] for p in source]
+        texts = {side: [t for pair in both[start:end] for t in pair[k]] for k, side in enumerate(SIDES)}
+        reports[name] = corpus_report(name, pages, texts)
+        if args.dump:
+            for side, side_texts in (*texts.items(), ("expected", [p["expected"] for p in pages])):
+                for p, text in zip(pages, side_texts):
+                    path = Path(args.dump) / name / side / f"{p['name']}.txt"
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_text(text + "\n", encoding="utf-8")
+
+    speed = None
+    if not args.no_speed:
+        rounds = []
+        for i in range(args.repeat):
+            rounds.append(timed_one_process(i))
+            print(f"round {i + 1}/{args.repeat}: " + ", ".join(f"{k} {v:.1f} s" for k, v in rounds[-1].items()), file=sys.stderr)
+        n = sum(len(s) for s in _SOURCES)
+        speed = {side: {"seconds": statistics.median(r[side] for r in rounds), "runs": [round(r[side], 2) for r in rounds]}
+                 for side in SIDES}
+        for side in SIDES:
+            speed[side]["docs_per_s"] = n / speed[side]["seconds"]
+        speed["ratio"] = speed["newsbeam"]["docs_per_s"] / speed["trafilatura"]["docs_per_s"]
+        speed["target"] = {"target": f"newsbeam >= {SPEED}x trafilatura's docs/s, 1 process", "pass": speed["ratio"] >= SPEED,
+                           "value": f"{speed['ratio']:.3f}x"}
+
     date = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     if args.json:
-        print(json.dumps({"commit": commit, "date": date, "pages": len(pages), "repeat": args.repeat, "metric_check": check,
-                          "quality": result, "speed": speed, "pool_texts_identical": pool_texts == texts["newsbeam"],
-                          "cpu_ratio_1_process": cpu_ratio,
-                          "worse_pages": worse, "worst_10": per_page[:10], "by_country": countries,
-                          "targets": [{"target": t, "pass": ok, "value": v} for t, ok, v in targets]}, indent=2))
+        print(json.dumps({"commit": commit, "date": date, "corpora": reports, "speed": speed}, indent=2))
         return 0
-    print(f"fundus: {len(pages)} pages, newsbeam commit {commit or 'unknown'} (working tree as imported), {date}")
-    print(f"metric cross-check: {check}")
-    print(f"{'side':<20} {'F1':>6} {'P':>6} {'R':>6} {'no text':>7} {'docs/s':>7} {'ratio':>6}  runs (s)")
-    rows = [("trafilatura.extract", "trafilatura", "trafilatura"), ("newsbeam, 1 process", "newsbeam", "newsbeam"),
-            ("newsbeam, Pool(2)", "newsbeam", "newsbeam_pool2")]
-    for label, q, s in rows:
-        r = result[q]
-        print(f"{label:<20} {r['f1']:>6.4f} {r['precision']:>6.4f} {r['recall']:>6.4f} {r['no_text']:>7} "
-              f"{speed[s]['docs_per_s']:>7.2f} {speed[s]['ratio']:>6.3f}  {speed[s]['runs']}")
-    print(f"(medians of {args.repeat} rounds, 1-process sides interleaved by publisher; ratio = docs/s / trafilatura's docs/s; Pool(2) texts identical"
-          f" to 1 process: {pool_texts == texts['newsbeam']})")
-    print(f"CPU s, 1 process: trafilatura {speed['trafilatura']['cpu_seconds']:.1f}, newsbeam {speed['newsbeam']['cpu_seconds']:.1f}"
-          f" (ratio {cpu_ratio:.3f}; less sensitive than wall time to other load)")
-    print(f"pages where newsbeam is more than {WORSE} F1 worse than trafilatura: {len(worse)}")
-    print("worst 10 pages by F1 delta (newsbeam - trafilatura), ties by newsbeam's F1:")
-    for w in per_page[:10]:
-        print(f"  {w['delta']:+.3f}  F1 {w['f1_trafilatura']:.3f} -> {w['f1_newsbeam']:.3f}  {w['publisher']:<22} {w['page']}")
-    print("F1 by country (pages: trafilatura / newsbeam):")
-    cells = [f"{c} ({v['pages']:>2}): {v['trafilatura']:.3f} / {v['newsbeam']:.3f}" for c, v in countries.items()]
-    for i in range(0, len(cells), 4):
-        print("  " + "   ".join(f"{cell:<26}" for cell in cells[i:i + 4]).rstrip())
-    for target, ok, value in targets:
-        print(f"{'PASS' if ok else 'FAIL'} {target} ({value})")
+    print(f"newsbeam commit {commit or 'unknown'} (working tree as imported), {date}")
+    for name, report in reports.items():
+        print_report(name, report)
+    if speed:
+        print(f"\n== speed, 1 process, both corpora ({sum(len(s) for s in _SOURCES)} pages; medians of {args.repeat} rounds)")
+        for side in SIDES:
+            print(f"{side:<12} {speed[side]['docs_per_s']:6.2f} docs/s  runs {speed[side]['runs']} s")
+        t = speed["target"]
+        print(f"{'PASS' if t['pass'] else 'FAIL'} {t['target']} ({t['value']})")
     return 0
 
 

@@ -1,8 +1,9 @@
 """Extract stage: article body and metadata from a page with trafilatura.
 
 trafilatura finds the body; page_layout then drops the lines whose place in the page marks
-them as chrome (captions, link lists, teasers, what follows the article container) and puts
-back the lead the page shows; metadata reads dates, authors and titles from the same tree.
+them as chrome (captions, link lines, teasers, what follows the article container) and puts
+back the lead the page shows, unless together they would take most of the body (then
+trafilatura's text stands); metadata reads dates, authors and titles from the same tree.
 
 When trafilatura finds no body, the feed's own content, then its summary, stands in;
 `extraction_method` records which was used. A page with no text from any of them is
@@ -25,7 +26,7 @@ from trafilatura.utils import decode_file, is_dubious_html, repair_faulty_html
 from newsbeam.transforms.errors import ERRORS, fail_entries, internal_error
 from newsbeam.transforms.metadata import clean_authors, page_metadata
 from newsbeam.transforms.metrics import count, observe_ms
-from newsbeam.transforms.page_layout import body_text
+from newsbeam.transforms.page_layout import clean_body
 
 # Below this many words trafilatura has found a caption or a teaser, not a body.
 MIN_BODY_WORDS = 25
@@ -96,12 +97,12 @@ def extract_document(page_html: bytes | str, url: str, entry: dict | None = None
     entry = entry or {}
     tree = load_page(page_html)
     meta = page_metadata(tree, url) if tree is not None else {}
-    text = ""
+    text, guarded = "", False
     if tree is not None:
         # The tree is parsed once: trafilatura copies it before cleaning; metadata and layout read the original.
         doc = trafilatura.bare_extraction(tree, url=url, include_comments=False, with_metadata=False)
         if doc is not None:
-            text = body_text(tree, doc.body, meta.get("headlines", ()), meta.get("description"))
+            text, guarded = clean_body(tree, doc.body, meta.get("headlines", ()), meta.get("description"))
     method = "trafilatura"
     if len(_WORDS.findall(text)) < MIN_BODY_WORDS:
         for method, candidate in (("feed_content", entry.get("content")), ("feed_summary", entry.get("summary"))):
@@ -134,6 +135,7 @@ def extract_document(page_html: bytes | str, url: str, entry: dict | None = None
         "language_hints": [meta.get("language"), entry.get("language")],
         "accessible_for_free": meta.get("accessible_for_free"),
         "extraction_method": method,
+        "body_guarded": guarded and method == "trafilatura",
     }
 
 
@@ -173,6 +175,8 @@ class _ExtractFn(beam.DoFn):
             return
         observe_ms("extract_ms", started)
         count(f"extracted_{doc['extraction_method']}")
+        if doc["body_guarded"]:
+            count("body_guarded")  # the layout rules would have taken most of the body: trafilatura's text kept
         yield {
             **doc,
             "url": page["url"],

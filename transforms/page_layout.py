@@ -4,6 +4,10 @@ Part of the Extract stage. Each output line is traced back to the element of the
 holds it; its ancestors (figure, aside, nav…), the class and id words on them (caption,
 related, share…), the link density of its block and its position then tell chrome from
 body. The rules are generic: no site names, no language's keywords.
+
+Text trafilatura found is removed only on evidence: a link, a chrome element or class around
+the line, its place outside the article container. Subheads, list items, code, quotes and
+table rows are content unless such evidence says otherwise, and repetition alone is none.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import re
 from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from lxml import etree
 from trafilatura.xml import xmltotxt
@@ -40,7 +45,7 @@ BEFORE_WORDS = 12
 CONTAINER_SHARE = 0.8  # the article container holds this share of the body's words
 PAGE_REPEATS = 3  # a line the body repeats this often is a placeholder, not prose
 LABEL_REPEATS, LABEL_WORDS = 2, 8  # a short label ("Read more", "Click to load the map") repeated at all
-LEAD_MIN_WORDS = 8
+LEAD_MIN_WORDS, LEAD_MAX_WORDS = 8, 80
 
 
 def _words(text: str) -> list[str]:
@@ -101,7 +106,7 @@ class BodyLine:
     embedded: bool = False
 
 
-def _describe(line: BodyLine, link_density: dict) -> None:
+def _describe(line: BodyLine, link_density: dict, memo: dict) -> None:
     length = len(" ".join(line.text.split())) - (2 if line.kind == "list" else 0)
     el, depth, block = line.element, 0, None
     while el is not None and depth < 12:
@@ -112,10 +117,12 @@ def _describe(line: BodyLine, link_density: dict) -> None:
             line.ancestors.add(tag)
         if tag == "a" and not line.inside_link and len(" ".join(el.text_content().split())) >= 0.9 * length:
             line.inside_link = True
-        names = f"{el.get('class') or ''} {el.get('id') or ''}".strip().lower()
-        if names:
-            line.cues.update(_CUE.findall(names))
-            line.embedded = line.embedded or bool(_EMBED.search(names))
+        named = memo.get(el)
+        if named is None:
+            names = f"{el.get('class') or ''} {el.get('id') or ''}".strip().lower()
+            named = memo[el] = (tuple(_CUE.findall(names)), bool(_EMBED.search(names))) if names else ((), False)
+        line.cues.update(named[0])
+        line.embedded = line.embedded or named[1]
         if block is None and tag in _BLOCKS:
             block = el
         el, depth = el.getparent(), depth + 1
@@ -129,7 +136,7 @@ def _describe(line: BodyLine, link_density: dict) -> None:
 def trace_lines(tree, body) -> tuple[list[BodyLine], VisibleText]:
     """trafilatura's body (its XML) as lines, each traced to its element in `tree` and described."""
     visible = VisibleText(tree)
-    lines, link_density = [], {}
+    lines, link_density, memo = [], {}, {}
     for child in body if body is not None else ():
         for text in xmltotxt(child, False).split("\n"):
             if not text.strip():
@@ -138,7 +145,7 @@ def trace_lines(tree, body) -> tuple[list[BodyLine], VisibleText]:
             if child.tag != "table":
                 line.element = visible.owner(_LIST_MARK.sub("", text) if child.tag == "list" else text)
             if line.element is not None:
-                _describe(line, link_density)
+                _describe(line, link_density, memo)
             lines.append(line)
     return lines, visible
 
@@ -185,49 +192,76 @@ def _outside_container(lines: list[BodyLine]) -> tuple[list[bool], list[bool]]:
     )
 
 
+# The kinds of line trafilatura marks as structure: a subhead, a list item, code, a quote, a table
+# row. Article content by default: only a rule with evidence of its own (a link, a chrome element
+# around it, its place outside the article) removes one.
+STRUCTURE = {"head", "list", "code", "quote", "table"}
+HEADLINE_WORDS = 30  # a line longer than this is a body that begins with the headline, not the headline
+# When the rules together would remove more than this share of trafilatura's words, they misfired
+# (a page laid out in a table, a body traced to the wrong element): trafilatura's text stands.
+GUARD_SHARE = 0.4
+
+
 def layout_chrome(line: BodyLine, i: int, n: int, titles, after: bool, before: bool) -> str | None:
     """Why a line is chrome by where it sits in the page, or None."""
     edge = i < HEAD_LINES or i >= n - TAIL_LINES
-    if i < 3 and _is_headline(line, titles):
+    if i < 3 and line.words <= HEADLINE_WORDS and _is_headline(line, titles):
         return "headline"
-    if (line.link_density >= 0.8 and line.words <= LINKY_WORDS) or (line.kind == "list" and line.link_density >= 0.5):
+    if line.link_density >= 0.8 and line.words <= LINKY_WORDS and line.kind not in STRUCTURE:
         return "links"
-    if line.inside_link:
+    if line.inside_link and line.kind not in ("head", "list"):
         return "teaser link"
     if line.embedded:
         return "embedded post"
-    if edge and line.words <= EDGE_WORDS and not _CLOSING.search(line.text) and (
+    if edge and line.words <= EDGE_WORDS and line.kind != "head" and not _CLOSING.search(line.text) and (
         LAYOUT_CHROME & line.ancestors or line.cues or line.link_density >= 0.5
     ):
         return "edge label"
-    if line.kind == "table":
-        return "table"
     if after:
         return "after the article"
-    if before and i >= 1 and line.words <= BEFORE_WORDS:
+    if before and i >= 1 and line.words <= BEFORE_WORDS and line.kind != "head":
         return "before the article"
-    if {"figure", "figcaption"} & line.ancestors and line.words <= CAPTION_WORDS:
+    if {"figure", "figcaption"} & line.ancestors and line.words <= CAPTION_WORDS and line.kind not in STRUCTURE:
         return "caption"
     return None
 
 
-def body_text(tree, body, titles=(), description: str | None = None) -> str:
-    """trafilatura's body without layout chrome, with the page's visible lead put back on top."""
+class Cleaned(NamedTuple):
+    text: str
+    guarded: bool  # the rules would have taken most of the body: trafilatura's text was kept
+
+
+def clean_body(tree, body, titles=(), description: str | None = None) -> Cleaned:
+    """trafilatura's body without layout chrome, with the page's visible lead put back on top.
+
+    No rule can take the page's body with it: when the rules together would remove more than
+    GUARD_SHARE of trafilatura's words, they misfired, and trafilatura's lines are all kept.
+    """
     lines, visible = trace_lines(tree, body)
     after, before = _outside_container(lines)
-    kept = [
-        line.text
-        for i, line in enumerate(lines)
-        if not layout_chrome(line, i, len(lines), [t for t in titles if t], after[i], before[i])
-    ]
-    keys = [" ".join(_words(text)) for text in kept]
+    titles = [t for t in titles if t]
+    kept = [line for i, line in enumerate(lines) if not layout_chrome(line, i, len(lines), titles, after[i], before[i])]
+    keys = [" ".join(_words(line.text)) for line in kept]
     counts = Counter(key for key in keys if " " in key)  # lines of two words or more
-    kept = [text for text, key in zip(kept, keys) if counts[key] < PAGE_REPEATS and not _repeated_label(text, key, counts)]
-    return with_lead("\n".join(kept), description, visible.text)
+    kept = [line for line, key in zip(kept, keys) if not _repeated(line, key, counts)]
+    found = sum(line.words for line in lines)
+    guarded = found > 0 and sum(line.words for line in kept) < (1 - GUARD_SHARE) * found
+    text = "\n".join(line.text for line in (lines if guarded else kept))
+    return Cleaned(with_lead(text, description, visible.text), guarded)
 
 
-def _repeated_label(text: str, key: str, counts: Counter) -> bool:
-    return counts[key] >= LABEL_REPEATS and key.count(" ") < LABEL_WORDS and not _CLOSING.search(text)
+def body_text(tree, body, titles=(), description: str | None = None) -> str:
+    """clean_body's text."""
+    return clean_body(tree, body, titles, description).text
+
+
+def _repeated(line: BodyLine, key: str, counts: Counter) -> bool:
+    """A prose line the page repeats, with a sign of chrome on it: a placeholder or a label ("Read more")."""
+    if line.kind in STRUCTURE or not (line.cues or LAYOUT_CHROME & line.ancestors or line.link_density >= 0.5):
+        return False
+    if counts[key] >= PAGE_REPEATS:
+        return True
+    return counts[key] >= LABEL_REPEATS and key.count(" ") < LABEL_WORDS and not _CLOSING.search(line.text)
 
 
 def _shingles(text: str) -> set:
@@ -241,7 +275,9 @@ def with_lead(text: str, description: str | None, visible: str) -> str:
         return text
     if " ".join(description.split())[:60] not in visible:
         return text
+    if len(_words(description)) > LEAD_MAX_WORDS:
+        return text  # a description that long is the article's text, not a lead
     lead = _shingles(description)
-    if lead and len(lead & _shingles(text[:3000])) / len(lead) >= 0.5:
+    if lead and len(lead & _shingles(text)) / len(lead) >= 0.5:
         return text
     return f"{' '.join(description.split())}\n{text}" if text else text
