@@ -286,3 +286,10 @@ def test_a_last_line_announcing_what_extraction_left_out_is_removed():
     assert strip_chrome(text).text.split("\n") == STORY
     inner = [STORY[0], "The board listed three reasons:", STORY[1]]
     assert strip_chrome("\n".join(inner)).text.split("\n") == inner  # not the last line: what it announces follows
+
+
+@pytest.mark.parametrize("line", ["| 1/1/2013 | +13.1% |", "| 06:00 | Kettleby | 14:30 |", "4.7", "3.2 out of 5", "13.15%"])
+def test_table_rows_and_decimals_are_not_time_stamps(line):
+    """A data table's dates and a rating are the article's data: only a page's own stamps go (issue 15)."""
+    text = "\n".join([STORY[0], line, STORY[1]])
+    assert strip_chrome(text).text.split("\n") == [STORY[0], line, STORY[1]]

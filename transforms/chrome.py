@@ -135,7 +135,10 @@ CONTACT_WORDS = 25
 # text ending in its picture link.
 _EMBEDDED_POST = re.compile(r"^[—–-]\s*.{1,80}\(@\w{1,15}\)\s+\w+\.?\s+\d{1,2},?\s+\d{4}$|\bpic\.twitter\.com/\w+$")
 # Time stamps of the page, not of the story: "Stand: 22.04.2024, 06:00 Uhr", "Uppdaterad 15.59 | Publicerad 14.14".
-_CLOCK_OR_DATE = re.compile(r"\d{1,2}[.:/]\d{1,2}(?:[.:/]\d{2,4})?")
+# A clock time (06:00, 15.59) or a date of three parts (22.04.2024, 1/1/13); not a decimal (4.7, 13.15%).
+_CLOCK_OR_DATE = re.compile(r"\b(?:\d{1,2}[.:/]\d{1,2}[.:/]\d{2,4}|\d{1,2}[:.]\d{2})\b(?![.,]?\d|%)")
+# A table row as trafilatura writes one ("| Route | 1,240 |"): data, never a stamp or a card's title.
+_TABLE_ROW = re.compile(r"^\|.*\|$")
 TIMESTAMP_WORDS = 8
 _SENTENCE_END = re.compile(r"[!?…\"'”“»«)\]。！？」』]$|[^\W\d_]\.$")  # "… 2024." is a date, not a sentence
 _NAMED_AGENCY = re.compile(rf"\b({_AGENCY_NAMES})\b")
@@ -192,7 +195,7 @@ def _is_chrome(line: str) -> bool:
         return True
     if len(words) <= CREDIT_WORDS and _PHOTO_CREDIT.search(stripped):
         return True
-    if _doubled(words) or _timestamp(stripped, words):
+    if not _TABLE_ROW.match(stripped) and (_doubled(words) or _timestamp(stripped, words)):
         return True
     if not _short(stripped):
         return False
