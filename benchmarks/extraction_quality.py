@@ -59,7 +59,7 @@ import trafilatura  # noqa: E402
 
 from newsbeam.pipeline import extract_cmd  # noqa: E402
 
-from corpus import DEFAULT_CORPUS, DEFAULT_WCXB, REPO, fundus_pages, wcxb_pages  # noqa: E402
+from corpus import DEFAULT_WCXB, REPO, corpus_parser, fundus_pages, wcxb_pages  # noqa: E402
 
 WORSE = 0.05  # a page counts as worse when newsbeam's F1 is more than this below trafilatura's
 F1_MARGIN = 0.005  # newsbeam's F1 must beat trafilatura's by this much on each corpus
@@ -219,14 +219,9 @@ def print_report(name: str, report: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--corpus", default=str(REPO / DEFAULT_CORPUS), help=f"fundus corpus folder (default: {DEFAULT_CORPUS})")
+    parser = corpus_parser(__doc__.splitlines()[0], default_repeat=3)
     parser.add_argument("--wcxb", default=str(REPO / DEFAULT_WCXB), help=f"WCXB articles folder (default: {DEFAULT_WCXB})")
-    parser.add_argument("--repeat", type=int, default=3, help="timed rounds of both sides, interleaved; medians reported (default 3)")
     parser.add_argument("--no-speed", action="store_true", help="score only, no timed rounds")
-    parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--dump", metavar="DIR", help="write each page's texts under DIR")
     args = parser.parse_args(argv)
     if args.repeat < 1:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import trafilatura
 from newsbeam.transforms.extract import load_page as load_html
 
-from newsbeam.transforms.page_layout import body_text, trace_lines, with_lead
+from newsbeam.transforms.page_layout import clean_body, trace_lines, with_lead
 from newsweb import body_paragraphs
 
 BODY = body_paragraphs(2) + body_paragraphs(5)
@@ -24,7 +24,7 @@ def page(extra_head: str = "", before: str = "", inside_end: str = "", after: st
 def clean(html: bytes, description=None) -> list[str]:
     tree = load_html(html)
     doc = trafilatura.bare_extraction(tree, include_comments=False)
-    return body_text(tree, doc.body, ["Pier to be rebuilt"], description).split("\n")
+    return clean_body(tree, doc.body, ["Pier to be rebuilt"], description).text.split("\n")
 
 
 def test_every_body_paragraph_is_traced_to_its_element():

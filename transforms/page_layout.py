@@ -250,11 +250,6 @@ def clean_body(tree, body, titles=(), description: str | None = None) -> Cleaned
     return Cleaned(with_lead(text, description, visible.text), guarded)
 
 
-def body_text(tree, body, titles=(), description: str | None = None) -> str:
-    """clean_body's text."""
-    return clean_body(tree, body, titles, description).text
-
-
 def _repeated(line: BodyLine, key: str, counts: Counter) -> bool:
     """A prose line the page repeats, with a sign of chrome on it: a placeholder or a label ("Read more")."""
     if line.kind in STRUCTURE or not (line.cues or LAYOUT_CHROME & line.ancestors or line.link_density >= 0.5):
