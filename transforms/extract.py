@@ -27,6 +27,7 @@ from newsbeam.transforms.errors import ERRORS, fail_entries, internal_error
 from newsbeam.transforms.metadata import clean_authors, page_metadata
 from newsbeam.transforms.metrics import count, observe_ms
 from newsbeam.transforms.page_layout import clean_body
+from newsbeam.transforms.readability_gate import extractor
 
 # Below this many words trafilatura has found a caption or a teaser, not a body.
 MIN_BODY_WORDS = 25
@@ -100,7 +101,8 @@ def extract_document(page_html: bytes | str, url: str, entry: dict | None = None
     text, guarded = "", False
     if tree is not None:
         # The tree is parsed once: trafilatura copies it before cleaning; metadata and layout read the original.
-        doc = trafilatura.bare_extraction(tree, url=url, include_comments=False, with_metadata=False)
+        # trafilatura's defaults without comments; readability_gate skips its readability comparison where that cannot change the text.
+        doc = trafilatura.bare_extraction(tree, options=extractor(url))
         if doc is not None:
             text, guarded = clean_body(tree, doc.body, meta.get("headlines", ()), meta.get("description"))
     method = "trafilatura"
