@@ -5,7 +5,6 @@ from pathlib import Path
 import pytest
 import trafilatura
 from lxml import etree
-
 from newsbeam.transforms import readability_gate
 from newsbeam.transforms.extract import load_page
 
