@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 import trafilatura
 from lxml import etree
+
 from newsbeam.transforms import readability_gate
 from newsbeam.transforms.extract import load_page
 

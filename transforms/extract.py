@@ -21,12 +21,13 @@ import apache_beam as beam
 import lxml.html
 import trafilatura
 from lxml import etree
+from trafilatura.utils import decode_file, is_dubious_html, repair_faulty_html
+
 from newsbeam.transforms.errors import ERRORS, fail_entries, internal_error
 from newsbeam.transforms.metadata import clean_authors, page_metadata
 from newsbeam.transforms.metrics import count, observe_ms
 from newsbeam.transforms.page_layout import clean_body
 from newsbeam.transforms.readability_gate import extractor
-from trafilatura.utils import decode_file, is_dubious_html, repair_faulty_html
 
 # Below this many words trafilatura has found a caption or a teaser, not a body.
 MIN_BODY_WORDS = 25
