@@ -3,7 +3,8 @@
 Each page is our own writing, built the way a kind of site builds it: a 2008-style table
 layout, a data table inside an article, a body that trafilatura returns as one long line
 beginning with the headline, a listicle with repeated subheads and linked product names, a
-technical post with code blocks, and a card-style page that wraps its article in a link.
+technical post with code blocks, and card-style pages that wrap each paragraph, or the whole
+article, in a link.
 Each runs through the pipeline's Extract, StripChrome and Normalise cores (`clean_pages`).
 """
 
@@ -94,12 +95,22 @@ def test_a_technical_post_keeps_its_code_blocks():
 
 
 def test_rules_that_would_take_most_of_the_body_are_overruled():
-    # A card layout: the whole article sits inside one link, so every line reads as a teaser link.
+    # A card layout: each paragraph sits inside a link of its own, so every line reads as a teaser link.
+    paras = "".join(f"<a class='card' href='/2026/12/net-store-fire#{i}'><p>{p}</p></a>" for i, p in enumerate(PARAS))
+    html = (f"<html><head><title>Net store fire</title></head><body><main><article><h1>Net store fire</h1>"
+            f"{paras}</article></main></body></html>")
+    doc = extract_document(html.encode(), "https://news.example/2026/12/net-store-fire")
+    assert doc["body_guarded"] is True
+    assert_kept(doc["text"], *PARAS)
+
+
+def test_an_article_inside_one_link_is_not_a_teaser():
+    # The link holds the whole article: it is the article's container, not evidence against its lines.
     paras = "".join(f"<p>{p}</p>" for p in PARAS)
     html = (f"<html><head><title>Net store fire</title></head><body><main><article><h1>Net store fire</h1>"
             f"<a class='card' href='/2026/12/net-store-fire'><div>{paras}</div></a></article></main></body></html>")
     doc = extract_document(html.encode(), "https://news.example/2026/12/net-store-fire")
-    assert doc["body_guarded"] is True
+    assert doc["body_guarded"] is False
     assert_kept(doc["text"], *PARAS)
 
 
@@ -125,7 +136,7 @@ def test_a_run_counts_the_pages_the_guard_kept(web, tmp_path):
 
     card, ordinary = body_paragraphs(2), body_paragraphs(3)
     card_page = (f"<html><head><title>Net store fire</title></head><body><main><article><h1>Net store fire</h1>"
-                 f"<a class='card' href='/net-store-fire'><div>{''.join(f'<p>{p}</p>' for p in card)}</div></a>"
+                 f"{''.join(f'<a class=card href=/net-store-fire#{i}><p>{p}</p></a>' for i, p in enumerate(card))}"
                  f"</article></main></body></html>")
     ordinary_page = (f"<html><head><title>Quay repairs begin</title></head><body><main><article><h1>Quay repairs begin</h1>"
                      f"{''.join(f'<p>{p}</p>' for p in ordinary)}</article></main></body></html>")

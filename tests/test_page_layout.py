@@ -30,7 +30,7 @@ def clean(html: bytes, description=None) -> list[str]:
 def test_every_body_paragraph_is_traced_to_its_element():
     html = page()
     tree = load_html(html)
-    lines, _ = trace_lines(tree, trafilatura.bare_extraction(tree).body)
+    lines = trace_lines(tree, trafilatura.bare_extraction(tree).body).lines
     traced = [l for l in lines if l.text in BODY]
     assert len(traced) == len(BODY) and all(l.element is not None and l.element.tag == "p" for l in traced)
 
@@ -114,3 +114,16 @@ def test_a_short_label_repeated_in_the_body_is_dropped_but_a_repeated_sentence_i
     refrain = "<p>The pier stays shut.</p>"
     html = page_with_middle(refrain + "<p>A map of the closed section.</p>" + refrain)
     assert clean(html).count("The pier stays shut.") == 2
+
+
+def test_a_class_on_the_article_container_is_not_evidence_against_its_lines():
+    # The whole article sits in an element whose class names a chrome word ("share"): that class
+    # describes the page, not a line, so the short line closing the article is not an edge label.
+    tally = "Vote at the harbour board: 12 for, 1 against"
+    paras = "".join(f"<p>{p}</p>" for p in BODY)
+    html = (f"<html><head><title>Pier to be rebuilt</title></head><body><div class='share-wrapper'>"
+            f"<h1>Pier to be rebuilt</h1>{paras}<p>{tally}</p></div></body></html>").encode()
+    assert clean(html) == BODY + [tally]
+    # The same line in an element of its own with that class is the page's chrome.
+    html = html.replace(f"<p>{tally}</p>".encode(), f"<div class='share-row'><p>{tally}</p></div>".encode())
+    assert clean(html) == BODY

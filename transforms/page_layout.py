@@ -6,7 +6,10 @@ related, share…), the link density of its block and its position then tell chr
 body. The rules are generic: no site names, no language's keywords.
 
 Text trafilatura found is removed only on evidence: a link, a chrome element or class around
-the line, its place outside the article container. Subheads, list items, code, quotes and
+the line, its place outside the article container. That evidence is read from the line's
+element up to the article container and no further: the element holding most of the body,
+and what encloses it, describe the page, not the line (an article inside a `share-wrapper`
+div or inside one link is not chrome). Subheads, list items, code, quotes and
 table rows are content unless such evidence says otherwise, and repetition alone is none.
 """
 
@@ -106,12 +109,14 @@ class BodyLine:
     embedded: bool = False
 
 
-def _describe(line: BodyLine, link_density: dict, memo: dict) -> None:
+def _describe(line: BodyLine, link_density: dict, memo: dict, page_level: frozenset = frozenset()) -> None:
+    """Fill the line's evidence from its element up to the article container (`page_level` holds the
+    container and what encloses it: their tags and classes describe the page, not the line)."""
     length = len(" ".join(line.text.split())) - (2 if line.kind == "list" else 0)
     el, depth, block = line.element, 0, None
     while el is not None and depth < 12:
         tag = el.tag if isinstance(el.tag, str) else ""
-        if tag in _STOP:
+        if tag in _STOP or el in page_level:
             break
         if tag in LAYOUT_CHROME or tag == "h1":
             line.ancestors.add(tag)
@@ -133,10 +138,17 @@ def _describe(line: BodyLine, link_density: dict, memo: dict) -> None:
         line.link_density = link_density[block]
 
 
-def trace_lines(tree, body) -> tuple[list[BodyLine], VisibleText]:
+class Traced(NamedTuple):
+    lines: list[BodyLine]
+    visible: VisibleText
+    after: list[bool]  # the line comes after the article container's last line, from outside it
+    before: list[bool]  # the line comes before the container's first line, from outside it
+
+
+def trace_lines(tree, body) -> Traced:
     """trafilatura's body (its XML) as lines, each traced to its element in `tree` and described."""
     visible = VisibleText(tree)
-    lines, link_density, memo = [], {}, {}
+    lines = []
     for child in body if body is not None else ():
         for text in xmltotxt(child, False).split("\n"):
             if not text.strip():
@@ -144,10 +156,14 @@ def trace_lines(tree, body) -> tuple[list[BodyLine], VisibleText]:
             line = BodyLine(text.strip(), child.tag, words=len(_TOKEN.findall(text)))
             if child.tag != "table":
                 line.element = visible.owner(_LIST_MARK.sub("", text) if child.tag == "list" else text)
-            if line.element is not None:
-                _describe(line, link_density, memo)
             lines.append(line)
-    return lines, visible
+    container, after, before = _outside_container(lines)
+    page_level = frozenset(container.iterancestors()) | {container} if container is not None else frozenset()
+    link_density, memo = {}, {}
+    for line in lines:
+        if line.element is not None:
+            _describe(line, link_density, memo, page_level)
+    return Traced(lines, visible, after, before)
 
 
 def _is_headline(line: BodyLine, titles) -> bool:
@@ -159,8 +175,9 @@ def _is_headline(line: BodyLine, titles) -> bool:
     return "h1" in line.ancestors
 
 
-def _outside_container(lines: list[BodyLine]) -> tuple[list[bool], list[bool]]:
-    """Lines from outside the article container: (after its last line, before its first line)."""
+def _outside_container(lines: list[BodyLine]) -> tuple[object, list[bool], list[bool]]:
+    """The article container (the deepest element holding CONTAINER_SHARE of the traced words, or None)
+    and the lines from outside it: (container, after its last line, before its first line)."""
     chains = []
     for line in lines:
         chain, el = [], line.element
@@ -182,11 +199,12 @@ def _outside_container(lines: list[BodyLine]) -> tuple[list[bool], list[bool]]:
             break
         node, depth = best, depth + 1
     if node is None:
-        return [False] * len(lines), [False] * len(lines)
+        return None, [False] * len(lines), [False] * len(lines)
     inside = [len(c) >= depth and c[depth - 1] is node for c in chains]
     first = next((i for i, x in enumerate(inside) if x), 0)
     last = max((i for i, x in enumerate(inside) if x), default=len(lines))
     return (
+        node,
         [i > last and not inside[i] and bool(chains[i]) for i in range(len(lines))],
         [i < first and not inside[i] and bool(chains[i]) for i in range(len(lines))],
     )
@@ -237,8 +255,7 @@ def clean_body(tree, body, titles=(), description: str | None = None) -> Cleaned
     No rule can take the page's body with it: when the rules together would remove more than
     GUARD_SHARE of trafilatura's words, they misfired, and trafilatura's lines are all kept.
     """
-    lines, visible = trace_lines(tree, body)
-    after, before = _outside_container(lines)
+    lines, visible, after, before = trace_lines(tree, body)
     titles = [t for t in titles if t]
     kept = [line for i, line in enumerate(lines) if not layout_chrome(line, i, len(lines), titles, after[i], before[i])]
     keys = [" ".join(_words(line.text)) for line in kept]
