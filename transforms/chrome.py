@@ -260,6 +260,11 @@ def learn_source_chrome(texts) -> SourceChrome:
     return learned
 
 
+def announces_missing(last_line: str) -> bool:
+    """A body's last line that announces what follows ("Read our live blog:"): what it announces, extraction left out."""
+    return last_line.endswith(":") and len(last_line.split()) <= CONTACT_WORDS
+
+
 def strip_chrome(text: str, titles=(), authors=(), boilerplate: frozenset = frozenset()) -> Stripped:
     """The body without chrome lines, the lines removed, the wire agency credited, and the paywall flag.
 
@@ -303,8 +308,7 @@ def strip_chrome(text: str, titles=(), authors=(), boilerplate: frozenset = froz
                 wires.append(agency(copyright_.group(1)))
         else:
             kept.append(line)
-    # A last line that announces what follows ("Read our live blog:") announces something extraction left out.
-    if len(kept) > 1 and kept[-1].endswith(":") and len(kept[-1].split()) <= CONTACT_WORDS:
+    if len(kept) > 1 and announces_missing(kept[-1]):
         removed.append(kept.pop())
     # The headline repeated near the top, with the kicker and section labels above it.
     for i, line in enumerate(kept[:HEADLINE_SEARCH_LINES]):
