@@ -49,18 +49,45 @@ def parse_date(value) -> datetime | None:
     return dt if 1990 <= dt.year <= 2100 else None
 
 
+# The elements metadata reads, found in one walk of the tree (an XPath per kind would walk it once each).
+_READ_TAGS = ("script", "meta", "link", "title", "h1")
 # Compiled once: compiling an XPath costs about as much as running it on a page.
-_JSONLD_SCRIPTS = etree.XPath('//script[@type="application/ld+json"]')
-_METAS = etree.XPath("//meta[@content]")
-_ITEMPROP_DATES = etree.XPath("//time[@itemprop=$prop]/@datetime | //*[@itemprop=$prop]/@content")
-_CANONICAL = etree.XPath('//link[@rel="canonical"]/@href')
-_TITLE_TEXT = etree.XPath("//title/text()")
-_H1 = etree.XPath("//h1")
+_ITEMPROPS = etree.XPath("//*[@itemprop]")
 
 
-def _jsonld_objects(tree) -> list[dict]:
+class _Found:
+    """The elements of one page that metadata reads, in document order."""
+
+    def __init__(self, tree):
+        self.jsonld, self.metas, self.canonical, self.titles, self.h1 = [], [], [], [], []
+        root = tree.getroottree().getroot()  # as `//` does: the whole document, which may have more than one top element
+        tops = [*reversed(list(root.itersiblings(preceding=True))), root, *root.itersiblings()]
+        for el in (el for top in tops for el in top.iter(_READ_TAGS)):
+            tag = el.tag
+            if tag == "meta":
+                if el.get("content") is not None:
+                    self.metas.append(el)
+            elif tag == "script":
+                if el.get("type") == "application/ld+json":
+                    self.jsonld.append(el)
+            elif tag == "link":
+                if el.get("rel") == "canonical" and el.get("href") is not None:
+                    self.canonical.append(el.get("href"))
+            elif tag == "title":
+                self.titles.extend(t for t in (el.text, *(child.tail for child in el)) if t is not None)
+            else:
+                self.h1.append(el)
+        self.itemprops = _ITEMPROPS(tree)
+
+    def itemprop_dates(self, prop: str) -> list[str]:
+        """`<time itemprop=prop datetime=…>` and `<… itemprop=prop content=…>` values, in document order."""
+        return [value for el in self.itemprops if el.get("itemprop") == prop for name, value in el.attrib.items()
+                if name == "content" or (name == "datetime" and el.tag == "time")]
+
+
+def _jsonld_objects(scripts) -> list[dict]:
     found = []
-    for script in _JSONLD_SCRIPTS(tree):
+    for script in scripts:
         raw = (script.text or "").strip()
         if not raw:
             continue
@@ -97,9 +124,9 @@ def _names(value) -> list[str]:
     return []
 
 
-def _meta(tree) -> dict[str, str]:
+def _meta(nodes) -> dict[str, str]:
     metas = {}
-    for node in _METAS(tree):
+    for node in nodes:
         key = (node.get("property") or node.get("name") or node.get("itemprop") or node.get("http-equiv") or "").strip().lower()
         if key and key not in metas:
             metas[key] = node.get("content").strip()
@@ -110,19 +137,20 @@ def page_metadata(tree, url: str = "") -> dict:
     """Title, authors, dates (with their sources), language, canonical URL, site name, access flag."""
     if tree is None:
         return {}
-    jsonld = _jsonld_objects(tree)
-    metas = _meta(tree)
+    found = _Found(tree)
+    jsonld = _jsonld_objects(found.jsonld)
+    metas = _meta(found.metas)
     article = jsonld[0] if jsonld else {}
 
     published, published_source = _first_date(
         (article.get("datePublished"), "jsonld"),
         *((metas.get(k), "meta") for k in _PUBLISHED_META),
-        *((t, "time") for t in _ITEMPROP_DATES(tree, prop="datePublished")),
+        *((t, "time") for t in found.itemprop_dates("datePublished")),
     )
     updated, updated_source = _first_date(
         (article.get("dateModified"), "jsonld"),
         *((metas.get(k), "meta") for k in _UPDATED_META),
-        *((t, "time") for t in _ITEMPROP_DATES(tree, prop="dateModified")),
+        *((t, "time") for t in found.itemprop_dates("dateModified")),
     )
     url_date = None
     match = _URL_DATE.search(url or "")
@@ -135,11 +163,11 @@ def page_metadata(tree, url: str = "") -> dict:
     authors = _names(article.get("author")) or [metas[k] for k in ("author", "article:author", "dc.creator", "byl", "sailthru.author") if metas.get(k) and not metas[k].startswith("http")]
     html_lang = (tree.get("lang") or tree.get("xml:lang") or "").strip() or None
     accessible = article.get("isAccessibleForFree")
-    canonical = next(iter(_CANONICAL(tree)), None) or metas.get("og:url")
-    html_title = next((" ".join(t.split()) for t in _TITLE_TEXT(tree) if t.strip()), None)
+    canonical = next(iter(found.canonical), None) or metas.get("og:url")
+    html_title = next((" ".join(t.split()) for t in found.titles if t.strip()), None)
     title = metas.get("og:title") or (article.get("headline") if isinstance(article.get("headline"), str) else None)
     title = title or _without_site_suffix(html_title)
-    headline = next((" ".join(h.text_content().split()) for h in _H1(tree) if h.text_content().strip()), None)
+    headline = next((" ".join(h.text_content().split()) for h in found.h1 if h.text_content().strip()), None)
     return {
         "title": title,
         "headline": headline,
