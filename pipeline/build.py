@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from typing import NamedTuple
 
 import apache_beam as beam
@@ -10,36 +11,39 @@ from newsbeam.pipeline.config import RunConfig, StoredState
 from newsbeam.pipeline.runner import single_process
 from newsbeam.transforms.chrome import LEARNED, StripChrome
 from newsbeam.transforms.commits import CommitRun, RunFiles
-from newsbeam.transforms.dedup import Dedup
-from newsbeam.transforms.errors import ERRORS, unreadable_rows
+from newsbeam.transforms.dedup import Dedup, as_dict
+from newsbeam.transforms.errors import ERRORS
 from newsbeam.transforms.extract import Extract
 from newsbeam.transforms.feeds import FEED_STATE, FetchFeeds
 from newsbeam.transforms.normalise import Normalise
-from newsbeam.transforms.pages import ALREADY_STORED, FetchPages
+from newsbeam.transforms.pages import ALREADY_STORED, FetchPages, link_key, link_problem
 from newsbeam.transforms.sources import ReadSources
+from newsbeam.transforms.stored import UNREADABLE, KeepKeys, LookupKeys, StoredView, unreadable_errors
 from newsbeam.transforms.write import WriteState, WriteTables
 
 
 class Stored(NamedTuple):
-    """What earlier runs stored, as the pipeline's side inputs (dicts) and PCollections (state rows, unreadable files)."""
+    """What earlier runs stored, as the pipeline sees it: the view the workers read it through, the learned chrome
+    (a dict side input), and the files the launcher could not read ((path, reason) pairs)."""
 
-    links: beam.pvalue.AsDict
-    hashes: beam.pvalue.AsDict
+    view: StoredView
     chrome: beam.pvalue.AsDict
-    signatures: beam.PCollection
-    stories: beam.PCollection
     unreadable: beam.PCollection
 
 
-def stored_inputs(p: beam.Pipeline, stored: StoredState) -> Stored:
+def stored_inputs(p: beam.Pipeline, config: RunConfig, stored: StoredState) -> Stored:
     return Stored(
-        links=beam.pvalue.AsDict(p | "StoredLinks" >> beam.Create(sorted(stored.links.items()))),
-        hashes=beam.pvalue.AsDict(p | "StoredHashes" >> beam.Create(sorted(stored.hashes.items()))),
+        view=stored.view or StoredView(config.out, config.run_id, datetime.now(timezone.utc)),
         chrome=beam.pvalue.AsDict(p | "StoredChrome" >> beam.Create(sorted(stored.chrome.items()))),
-        signatures=p | "StoredSignatures" >> beam.Create(stored.signatures),
-        stories=p | "StoredStories" >> beam.Create(stored.stories),
-        unreadable=p | "UnreadableState" >> beam.Create(unreadable_rows(stored.unreadable)),
+        unreadable=p | "UnreadableState" >> beam.Create(stored.unreadable),
     )
+
+
+def stored_links(entries, view: StoredView):
+    """Entries -> ({link key: article_id} of the links earlier runs stored, as a side input; unreadable files)."""
+    looked = (entries | "LinkKeys" >> beam.FlatMap(lambda e: [] if link_problem(e["link"]) else [("link", link_key(e))])
+              | "LookupLinks" >> LookupKeys(view))
+    return as_dict(looked["found"] | "ByLinkKey" >> beam.Map(lambda found: (found[0][1], found[1]))), looked[UNREADABLE]
 
 
 def feed_specs(config: RunConfig, stored: StoredState) -> list[dict]:
@@ -58,13 +62,15 @@ def clean_pages(p: beam.Pipeline, pages, chrome) -> tuple:
 
 
 def keep_state(run: RunFiles, feed_states, stripped, deduped) -> list:
-    """Write what the next runs need under DIR/_state (feeds, learned chrome, near and story state); the files written."""
+    """Write what the next runs need under DIR/_state (feeds, learned chrome, the key index, near and story state);
+    the files written."""
     def batch(name, rows):
         return rows | f"{name}Batch" >> beam.Map(lambda row: (0, [row]))
 
     return [
         batch("Feed", feed_states) | "KeepFeedState" >> WriteState(run, "feeds"),
         batch("Chrome", stripped[LEARNED]) | "KeepChromeState" >> WriteState(run, "chrome"),
+        {"articles": deduped["articles"], "duplicates": deduped["duplicates"]} | "KeepKeys" >> KeepKeys(run),
         deduped["near_state"] | "KeepNearState" >> WriteState(run, "near"),
         deduped["story_state"] | "KeepStoryState" >> WriteState(run, "story"),
     ]
@@ -73,14 +79,16 @@ def keep_state(run: RunFiles, feed_states, stripped, deduped) -> list:
 def build_pipeline(p: beam.Pipeline, config: RunConfig, stored: StoredState, run: RunFiles, about: dict):
     """Feeds -> entries -> pages -> articles, duplicates and errors as Parquet, state for the next run; then the
     commit: the manifest (`about` and what was written) that makes them count."""
-    known = stored_inputs(p, stored)
+    known = stored_inputs(p, config, stored)
     feeds = p | "ReadSources" >> ReadSources(feed_specs(config, stored))
     entries = feeds.feeds | "FetchFeeds" >> FetchFeeds(config.fetch)
-    pages = entries.entries | "FetchPages" >> FetchPages(config.fetch, known.links)
+    links, unreadable_links = stored_links(entries.entries, known.view)
+    pages = entries.entries | "FetchPages" >> FetchPages(config.fetch, links)
     extracted, stripped, normalised = clean_pages(p, pages["pages"], known.chrome)
-    deduped = normalised.documents | "Dedup" >> Dedup(known.links, known.hashes, known.signatures, known.stories)
+    deduped = normalised.documents | "Dedup" >> Dedup(known.view)
 
-    errors = [known.unreadable] + [stage[ERRORS] for stage in (feeds, entries, pages, extracted, stripped, normalised)]
+    unreadable = unreadable_errors([known.unreadable, unreadable_links, deduped[UNREADABLE]])
+    errors = [unreadable] + [stage[ERRORS] for stage in (feeds, entries, pages, extracted, stripped, normalised)]
     tables = {
         "articles": deduped["articles"],
         "duplicates": deduped["duplicates"],

@@ -13,6 +13,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from newsbeam.transforms.commits import RUN_ID
 from newsbeam.transforms.http import FetchSettings
+from newsbeam.transforms.stored import StoredView
 
 
 class UsageError(Exception):
@@ -32,14 +33,11 @@ class RunConfig:
 
 @dataclass(frozen=True)
 class StoredState:
-    """What earlier committed runs in the same --out left for this one: link and text keys, learned chrome, near and
-    story state, feed state."""
+    """What the launcher read of earlier committed runs in the same --out (learned chrome, feed state: small, bounded by
+    the sources), and the view through which the workers read the rest."""
 
-    links: dict = field(default_factory=dict)
-    hashes: dict = field(default_factory=dict)
+    view: StoredView | None = None
     chrome: dict = field(default_factory=dict)
-    signatures: list = field(default_factory=list)  # near-state rows of articles within the lookback
-    stories: list = field(default_factory=list)  # story-state rows of articles within the story gap
     feeds: dict = field(default_factory=dict)  # feed URL -> its newest feed-state row
     unreadable: list = field(default_factory=list)  # (path, reason) of committed files that could not be read
 

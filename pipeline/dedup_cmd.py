@@ -29,10 +29,13 @@ from newsbeam.pipeline.job import committed_manifest
 from newsbeam.pipeline.lock import writer_lock
 from newsbeam.pipeline.manifest import beam_metrics
 from newsbeam.pipeline.runner import make_runner
-from newsbeam.transforms.commits import CommitRun, RunFiles, committed_runs, launched_attempts, new_attempt, sweep, write_manifest
+from newsbeam.transforms.commits import (CommitRun, RunFiles, committed_runs, launched_attempts, new_attempt, sweep,
+                                         write_manifest)
 from newsbeam.transforms.dedup import Decisions, decided_rows, describe, near_blocks, story_blocks
 from newsbeam.transforms.metrics import count
+from newsbeam.transforms.stored import KEYS, KeepKeys, key_rows, keyed_by_shard
 from newsbeam.transforms.write import WriteState, parquet_reader, spill, write_chunk
+
 DESCRIBE_COLUMNS = ["article_id", "url", "canonical_url", "feed_url", "content_hash", "text", "title", "published_at",
                     "fetched_at", "paywalled", "extraction_method", "word_count"]
 
@@ -127,6 +130,10 @@ class _WriteChunkFn(beam.DoFn):
             duplicates.extend(copies)
         yield from write_chunk(self._run, "articles", number, articles)
         yield from write_chunk(self._run, "duplicates", number, duplicates)
+        index = [key for table, rows in (("articles", articles), ("duplicates", duplicates)) for row in rows
+                 for key in key_rows(table, row)]
+        for batch in keyed_by_shard(index):  # DIR's key index, for the runs into DIR after this
+            yield beam.pvalue.TaggedOutput(KEYS, batch)
 
 
 def _remove(folder: str) -> None:
@@ -157,9 +164,11 @@ def _dedup_locked(dataset: str, files: list[str], out: str, run_id: str, beam_ar
     decided = {"light": described.light, "near": described.near, "story": described.story} | "Tiers" >> Decisions()
     chunk_decisions = decided["decisions"] | "ByChunk" >> beam.FlatMap(by_chunk)
     keyed_specs = specs | "KeyChunks" >> beam.Map(lambda c: (c[0], (c[1], c[2])))
+    chunks_written = ({"chunk": keyed_specs, "decisions": chunk_decisions} | "WithDecisions" >> beam.CoGroupByKey()
+                      | "WriteChunks" >> beam.ParDo(_WriteChunkFn(run)).with_outputs(KEYS, main="files"))
     written = [
-        {"chunk": keyed_specs, "decisions": chunk_decisions} | "WithDecisions" >> beam.CoGroupByKey()
-        | "WriteChunks" >> beam.ParDo(_WriteChunkFn(run)),
+        chunks_written.files,
+        {"keys": chunks_written[KEYS]} | "KeepKeys" >> KeepKeys(run),
         decided["near_state"] | "KeepNearState" >> WriteState(run, "near"),
         decided["story_state"] | "KeepStoryState" >> WriteState(run, "story"),
     ]

@@ -21,38 +21,33 @@ from newsbeam.pipeline.manifest import beam_metrics, summary_line
 from newsbeam.pipeline.progress import ProgressReporter
 from newsbeam.pipeline.runner import is_local, make_runner
 from newsbeam.transforms.chrome import chrome_from_rows
-from newsbeam.transforms.commits import (Commit, RunFiles, committed_runs, launch_path, launched_attempts, manifest_path,
-                                         new_attempt, read_json, sweep, write_json, write_manifest, versions)
-from newsbeam.transforms.dedup import NEAR_LOOKBACK, stored_keys
+from newsbeam.transforms.commits import (Commit, RunFiles, committed_runs, launch_path, launched_attempts,
+                                         manifest_path, new_attempt, read_json, sweep, versions, write_json,
+                                         write_manifest)
 from newsbeam.transforms.feed_state import latest_states
 from newsbeam.transforms.metrics import PROGRESS_DIR_ENV
 from newsbeam.transforms.sources import spec_problem
-from newsbeam.transforms.stories import MAX_STORY_GAP
-from newsbeam.transforms.write import read_committed, read_state
+from newsbeam.transforms.stored import StoredView
+from newsbeam.transforms.write import parquet_reader, read_state
 
 
 def load_stored_state(out: str, run_id: str, feed_urls: set | None = None,
                       commits: dict[str, Commit] | None = None) -> StoredState:
-    """Keys of committed runs' rows (never their text), their learned chrome, near, story and feed state.
+    """What the launcher reads of committed runs: their learned chrome and the listed feeds' state; and the view
+    through which the workers read the rest (key index, near and story state; transforms/stored.py).
 
     This run id's own committed run is left out: a rerun replaces it. Its feed state is read as it
     was before that run committed, so a rerun polls its feeds as the run did (later runs' feed state
     would say the feeds are unchanged); links later runs stored still count as stored.
     """
+    now = datetime.now(timezone.utc)
     commits = committed_runs(out) if commits is None else commits
     previous = commits.get(run_id)
     before = {r: c for r, c in commits.items() if previous is None or c.committed_at < previous.committed_at}
     mine, unreadable = {run_id}, []
-    links, hashes = stored_keys(
-        read_committed(out, "articles", ["article_id", "url", "canonical_url", "content_hash"], commits, mine, unreadable=unreadable),
-        read_committed(out, "duplicates", ["url", "canonical_url", "duplicate_of"], commits, mine, unreadable=unreadable),
-    )
-    now = datetime.now(timezone.utc)
     return StoredState(
-        links=links, hashes=hashes,
+        view=StoredView(out, run_id, now),
         chrome=chrome_from_rows(read_state(out, "chrome", commits, mine, unreadable=unreadable)),
-        signatures=read_state(out, "near", commits, mine, since=now - NEAR_LOOKBACK, unreadable=unreadable),
-        stories=read_state(out, "story", commits, mine, since=now - MAX_STORY_GAP, unreadable=unreadable),
         # every run keeps a state row for each feed it lists: the last runs' files have them all
         feeds=latest_states(read_state(out, "feeds", before, mine, unreadable=unreadable, newest_first_until=(
             ("feed_url", feed_urls) if feed_urls is not None else None))),
@@ -64,10 +59,24 @@ def stored_for(config: RunConfig, commits: dict[str, Commit] | None = None) -> S
     """What earlier committed runs stored for this run's dataset and its listed feeds; unreadable files said on stderr."""
     stored = load_stored_state(config.out, config.run_id, {spec["url"] for spec in config.feeds if not spec_problem(spec)},
                                commits)
-    for path, reason in stored.unreadable:
+    say_unreadable(stored.unreadable)
+    return stored
+
+
+def say_unreadable(unreadable) -> None:
+    for path, reason in unreadable:
         print(f"newsbeam: warning: skipping {path}, which cannot be read ({reason}); it is an error row of this run",
               file=sys.stderr)
-    return stored
+
+
+def unreadable_in(manifest: dict) -> list[tuple[str, str]]:
+    """(path, reason) of the stored files a finished run's workers could not read: its own read_state error rows."""
+    found = []
+    for info in manifest.get("tables", {}).get("errors", {}).get("files", []):
+        with FileSystems.open(info["path"], compression_type="uncompressed") as f:
+            rows = parquet_reader(f).read(columns=["stage", "url", "message"], use_threads=False).to_pylist()
+        found += [(row["url"], row["message"][len(row["url"]) + 2:]) for row in rows if row["stage"] == "read_state"]
+    return sorted(found)
 
 
 def about(config: RunConfig, options: PipelineOptions, stored: StoredState, started_at, kind: str = "run") -> dict:
@@ -81,9 +90,9 @@ def about(config: RunConfig, options: PipelineOptions, stored: StoredState, star
         "options": {"fetch": asdict(config.fetch),
                     "beam": options.get_all_options(drop_default=True, retain_unknown_options=True)},
         "feeds": len(config.feeds),
-        "stored_before": {"links": len(stored.links), "texts": len(stored.hashes), "chrome_sources": len(stored.chrome),
-                          "near_signatures": len(stored.signatures), "stories": len(stored.stories),
-                          "feed_states": len(stored.feeds), "unreadable_files": len(stored.unreadable)},
+        # what the launcher read; the workers count what they read of the key index and the near and story state
+        "stored_before": {"chrome_sources": len(stored.chrome), "feed_states": len(stored.feeds),
+                          "unreadable_files": len(stored.unreadable)},
     }
 
 
@@ -166,6 +175,8 @@ def _run_locked(config: RunConfig, options: PipelineOptions, progress: bool, wai
         },
     })
     manifest["path"] = write_manifest(config.out, config.run_id, manifest)
+    said = {path for path, _ in stored.unreadable}
+    say_unreadable([(path, reason) for path, reason in unreadable_in(manifest) if path not in said])
     manifest["swept"] = len(sweep(config.out, committed_runs(config.out), launched_attempts(config.out)))
     manifest["summary"] = summary_line(manifest)
     return manifest

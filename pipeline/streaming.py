@@ -21,7 +21,7 @@ from apache_beam.transforms import window as beam_window
 from apache_beam.transforms.periodicsequence import PeriodicImpulse
 from apache_beam.utils.timestamp import MAX_TIMESTAMP
 
-from newsbeam.pipeline.build import clean_pages, feed_specs, keep_state, stored_inputs
+from newsbeam.pipeline.build import clean_pages, feed_specs, keep_state, stored_inputs, stored_links
 from newsbeam.pipeline.config import RunConfig, StoredState
 from newsbeam.transforms.commits import CommitRun, RunFiles, new_attempt
 from newsbeam.transforms.dedup import Dedup
@@ -30,6 +30,7 @@ from newsbeam.transforms.feeds import FEED_STATE
 from newsbeam.transforms.pages import ALREADY_STORED, FetchPages
 from newsbeam.transforms.remember import REMEMBER, SEEN, PollFeedsKeyed, SeenBefore, SkipSeenLinks
 from newsbeam.transforms.sources import ReadSources
+from newsbeam.transforms.stored import UNREADABLE, unreadable_errors
 from newsbeam.transforms.write import WriteTables
 
 
@@ -53,17 +54,19 @@ def build_streaming(p: beam.Pipeline, config: RunConfig, stored: StoredState, ti
     def in_polls(name, pcoll):
         return pcoll | name >> beam.WindowInto(windows)
 
-    known = stored_inputs(p, stored)
+    known = stored_inputs(p, config, stored)
     feeds = ticks | "ReadSources" >> ReadSources(feed_specs(config, stored))
     polled = feeds.feeds | "KeyByFeed" >> beam.Map(lambda spec: (spec["url"], spec)) | "PollFeeds" >> PollFeedsKeyed(config.fetch)
     fresh = polled.entries | "SkipSeenLinks" >> SkipSeenLinks(remember)
-    pages = in_polls("PollWindows", fresh.entries) | "FetchPages" >> FetchPages(config.fetch, known.links)
+    polled_entries = in_polls("PollWindows", fresh.entries)
+    links, unreadable_links = stored_links(polled_entries, known.view)
+    pages = polled_entries | "FetchPages" >> FetchPages(config.fetch, links)
     extracted, stripped, normalised = clean_pages(p, pages["pages"], known.chrome)
     seen = normalised.documents | "AcrossPolls" >> beam.WindowInto(beam_window.GlobalWindows()) | "SeenBefore" >> SeenBefore(remember)
-    deduped = in_polls("BackToPolls", seen["documents"]) | "Dedup" >> Dedup(known.links, known.hashes, known.signatures,
-                                                                           known.stories)
+    deduped = in_polls("BackToPolls", seen["documents"]) | "Dedup" >> Dedup(known.view)
 
-    errors = [in_polls("FeedListErrors", feeds[ERRORS]), in_polls("FeedErrors", polled[ERRORS])]
+    errors = [in_polls("FeedListErrors", feeds[ERRORS]), in_polls("FeedErrors", polled[ERRORS]),
+              unreadable_errors([unreadable_links, deduped[UNREADABLE]])]  # files a window's workers could not read
     errors += [stage[ERRORS] for stage in (pages, extracted, stripped, normalised)]
     tables = {
         "articles": deduped["articles"],

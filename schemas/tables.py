@@ -146,7 +146,23 @@ FEEDS_STATE = pa.schema(
     ],
     metadata={"newsbeam.table": "_state/feeds", "newsbeam.schema_version": str(SCHEMA_VERSION)},
 )
-STATE: dict[str, pa.Schema] = {"chrome": CHROME_STATE, "near": NEAR_STATE, "story": STORY_STATE, "feeds": FEEDS_STATE}
+# keys: the index of what the dataset holds, so a run looks up only its own links and texts
+# (transforms/stored.py): per stored article its link keys (url, canonical_url) and its content
+# hash, per duplicate its link keys, each with the article_id it stands for. A run files its rows
+# by a hash of the key (the file's chunk number is the shard) sorted by key, so row-group
+# statistics let a lookup skip what its keys cannot be in.
+KEYS_STATE = pa.schema(
+    [
+        pa.field("key", pa.string(), nullable=False),
+        pa.field("kind", pa.string(), nullable=False),  # link | text
+        pa.field("article_id", pa.string(), nullable=False),
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("schema_version", pa.int16(), nullable=False),
+    ],
+    metadata={"newsbeam.table": "_state/keys", "newsbeam.schema_version": str(SCHEMA_VERSION)},
+)
+STATE: dict[str, pa.Schema] = {"chrome": CHROME_STATE, "near": NEAR_STATE, "story": STORY_STATE, "feeds": FEEDS_STATE,
+                               "keys": KEYS_STATE}
 
 
 def error_row(

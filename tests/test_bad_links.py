@@ -6,10 +6,10 @@ import apache_beam as beam
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.testing.util import assert_that, equal_to
 
-from newsbeam.transforms.dedup import stored_keys
 from newsbeam.transforms.errors import ERRORS
 from newsbeam.transforms.http import FetchSettings
 from newsbeam.transforms.pages import FetchPages
+from newsbeam.transforms.stored import stored_keys
 from newsweb import article_page, body_paragraphs, rss
 from test_pipeline import read, run
 
@@ -68,6 +68,6 @@ def test_stored_keys_take_odd_stored_urls():
     articles = [{"url": "http://[::1/x", "canonical_url": "http://host:abc/y", "article_id": "a1", "content_hash": "h1"},
                 {"url": "http://host:99999/z", "canonical_url": "", "article_id": "a2", "content_hash": "h2"}]
     duplicates = [{"url": "http://[not-an-ip]/d", "canonical_url": None, "duplicate_of": "a1"}]
-    links, hashes = stored_keys(articles, duplicates)
-    assert links == {"http://[::1/x": "a1", "http://host:abc/y": "a1", "http://host:99999/z": "a2", "http://[not-an-ip]/d": "a1"}
-    assert hashes == {"h1": "a1", "h2": "a2"}
+    assert stored_keys(articles, duplicates) == {
+        ("link", "http://[::1/x"): "a1", ("link", "http://host:abc/y"): "a1", ("link", "http://host:99999/z"): "a2",
+        ("link", "http://[not-an-ip]/d"): "a1", ("text", "h1"): "a1", ("text", "h2"): "a2"}

@@ -6,10 +6,18 @@ from datetime import datetime, timezone
 
 import pytest
 
-from newsbeam.transforms.dedup import duplicate_rows, keep_firsts, keep_one, keep_order, light_record, shards, stored_keys
+from newsbeam.transforms.dedup import duplicate_rows, keep_firsts, keep_one, keep_order, light_record, shards
+from newsbeam.transforms.stored import stored_keys as index_of
 
 UTC = timezone.utc
 FETCHED = datetime(2024, 3, 6, 12, 0, tzinfo=UTC)
+
+
+def stored_keys(articles, duplicates) -> tuple[dict, dict]:
+    """The index that stored rows make (transforms/stored.py), as (link key -> article_id, content hash -> article_id)."""
+    found = index_of(articles, duplicates)
+    return ({key: aid for (kind, key), aid in found.items() if kind == "link"},
+            {key: aid for (kind, key), aid in found.items() if kind == "text"})
 
 
 def doc(name, published=None, method="trafilatura", words=300, entries=None):

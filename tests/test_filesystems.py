@@ -12,9 +12,12 @@ import json
 import os
 import posixpath
 import shutil
+from datetime import datetime, timezone
 
+import apache_beam as beam
 import pandas as pd
 import pytest
+from apache_beam.testing.util import assert_that, equal_to
 from apache_beam.io.filesystem import FileMetadata
 from apache_beam.io.localfilesystem import LocalFileSystem
 
@@ -23,6 +26,7 @@ from newsbeam.pipeline.config import RunConfig, check_out
 from newsbeam.pipeline.job import load_stored_state, run_job
 from newsbeam.transforms.http import FetchSettings
 from newsbeam.transforms.sources import read_sources
+from newsbeam.transforms.stored import LookupKeys, StoredView
 from newsweb import build_news_web
 
 SCHEME = "fakegs://"
@@ -139,10 +143,13 @@ def test_feed_list_dataset_and_state_on_a_remote_filesystem(bucket, module_web, 
     assert second["stored_before"]["feed_states"] == first["feeds"]
     # ... the same as reading those files where they lie, as a local dataset (the second run's own excluded)
     local = load_stored_state(str(bucket / "data"), "two")
-    assert second["stored_before"]["links"] == len(local.links) > 0
-    assert second["stored_before"]["texts"] == len(local.hashes) > 0
-    assert second["stored_before"]["near_signatures"] == len(local.signatures) > 0
+    assert second["stored_before"]["feed_states"] == len(local.feeds) > 0
     assert second["counts"]["feeds_unchanged"] == first["counts"]["feeds_fetched"]
+    # The workers find the first run's links and texts in its key index through the remote filesystem.
+    wanted = [("link", url) for url in articles.canonical_url] + [("text", h) for h in articles.content_hash]
+    with beam.Pipeline(runner="DirectRunner") as p:
+        found = p | beam.Create(wanted) | LookupKeys(StoredView(out, "two", datetime.now(timezone.utc)))
+        assert_that(found["found"] | beam.Keys(), equal_to(wanted))
     assert len(pd.read_parquet(bucket / "data" / "articles")) == len(articles)
 
 

@@ -29,6 +29,7 @@ from newsbeam.transforms.http import FetchSettings
 from newsbeam.transforms.normalise import article_id, canonical_url
 from newsbeam.transforms.sources import read_sources
 from newsweb import article_page, body_paragraphs, rss
+from test_stored import commit_keys
 
 POLL = 60.0  # seconds between ticks, in event time (the test does not wait for them)
 T0 = 1_790_000_000.0  # the first tick, 2026-09-21 UTC
@@ -118,14 +119,15 @@ def test_each_poll_window_writes_new_articles_once_and_copies_of_earlier_polls_a
 
 
 def test_a_stream_starts_from_what_earlier_runs_stored(web, tmp_path):
-    """Links and texts of the dataset's earlier runs (read when the job is submitted) are not kept again."""
+    """Links and texts of the dataset's earlier runs (in its key index, read by the workers) are not kept again."""
     first, second = story(web, "/a/one.html", 1), story(web, "/a/two.html", 2)
     copy = story(web, "/a/copy-of-two.html", 2)
     feed = VersionedFeed(web, "/a/feed.xml", [[first, second, copy]])
     stored_id = article_id(canonical_url(web.url("/elsewhere/two.html")))
     second_hash = content_hash_of(web, "/a/two.html")
-    stored = StoredState(links={canonical_url(first["link"]): "stored-one"}, hashes={second_hash: stored_id})
-    out, manifests = run_stream_job(tmp_path, [feed.url], [T0], timedelta(days=1), stored)
+    commit_keys(tmp_path / "data", "earlier", [{"key": canonical_url(first["link"]), "kind": "link", "article_id": "stored-one"},
+                                               {"key": second_hash, "kind": "text", "article_id": stored_id}])
+    out, manifests = run_stream_job(tmp_path, [feed.url], [T0], timedelta(days=1))
 
     assert manifests[0]["links"] == {"discovered": 3, "articles": 0, "duplicates": 2, "errors": 0, "already_stored": 1,
                                      "balanced": True}

@@ -101,6 +101,12 @@ def owner_of(path: str) -> Owner | None:
     return Owner(match.group("run"), match.group("attempt"), temporary is not None)
 
 
+def chunk_of(path: str) -> int | None:
+    """The chunk number in a data or state file's name (a state file's key: its time block, its shard)."""
+    match = _FILE.fullmatch(path.rstrip("/").rsplit("/", 1)[-1])
+    return int(match.group("chunk")) if match else None
+
+
 @dataclass(frozen=True)
 class Commit:
     """A committed run: its attempt, when it committed, and the files it committed (relative to the dataset).
@@ -251,8 +257,8 @@ def committed_files(out: str, folder: str, commits: dict[str, Commit], exclude=(
     prefix = folder.rstrip("/") + "/"
     order = sorted((c for c in commits.values() if c.run_id not in exclude), key=lambda c: c.committed_at, reverse=True)
     rank = {c.run_id: i for i, c in enumerate(order)}
-    found = [(rank[c.run_id], FileSystems.join(out, name)) for c in order if c.files for name in c.files
-             if name.startswith(prefix)]
+    base = out.rstrip("/") + "/"  # FileSystems.join per name costs more than the rest of a listing of years of runs
+    found = [(rank[c.run_id], base + name) for c in order if c.files for name in c.files if name.startswith(prefix)]
     if any(c.files is None for c in order):
         for path in _data_files(FileSystems.join(out, folder)):
             owner = owner_of(path)

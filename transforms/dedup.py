@@ -33,19 +33,25 @@ from __future__ import annotations
 
 import zlib
 from array import array
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 from functools import partial
 from itertools import chain
 
 import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from apache_beam.transforms.window import IntervalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 
 from newsbeam.transforms.metrics import count
-from newsbeam.transforms.normalise import canonical_url
+from newsbeam.transforms.similarity import (Signature, band_hashes, copy_similarity, pick_copies, shared_bands,
+                                            signatures)
+from newsbeam.transforms.stored import UNREADABLE, LookupKeys, ReadStoredBlocks, StoredView
+from newsbeam.transforms.stories import (MAX_STORY_GAP, POSTING_LIMIT, STORY_REACH, StoryFeatures, feature_keys,
+                                         resolve_links, state_feature_counts, story_features, story_links)
 from newsbeam.transforms.write import spill, unspill
-from newsbeam.transforms.similarity import Signature, copy_similarity, pick_copies, shared_bands, signatures
-from newsbeam.transforms.stories import STORY_REACH, StoryFeatures, resolve_links, story_features, story_links
 
 _FAR_FUTURE = "9999"
 NEAR_WINDOW = timedelta(days=7)  # copies of a story are compared only within this time of each other
@@ -114,25 +120,6 @@ def article_row(doc: dict) -> dict:
         "wire": doc.get("wire"),
         "paywalled": bool(doc.get("paywalled")),
     }
-
-
-def stored_keys(articles, duplicates) -> tuple[dict, dict]:
-    """(link key -> article_id, content hash -> article_id) from earlier runs' key columns.
-
-    `articles` and `duplicates` are iterables of row dicts (or Arrow tables' to_pylist()).
-    """
-    links, hashes = {}, {}
-    for row in articles:
-        for url in (row["url"], row["canonical_url"]):
-            if url:  # a missing URL keys nothing; canonical_url takes any string, odd ones included
-                links.setdefault(canonical_url(url), row["article_id"])
-        hashes.setdefault(row["content_hash"], row["article_id"])
-    for row in duplicates:
-        for url in (row["url"], row["canonical_url"]):
-            if url:
-                links.setdefault(canonical_url(url), row["duplicate_of"])
-    return links, hashes
-
 
 
 # ---------------------------------------------------------------- records: what the tiers see of a document
@@ -207,6 +194,11 @@ def block_of(when: float) -> int:
     return int(when // NEAR_WINDOW.total_seconds())
 
 
+def near_blocks_of(block: int) -> list[int]:
+    """The stored time blocks a document of `block` can meet in the near tier: its own and those either side."""
+    return [block - 1, block, block + 1]
+
+
 def blocked(records, when_index: int, reach: timedelta = NEAR_WINDOW) -> list[tuple[int, tuple[list, list]]]:
     """Records -> (block, (home records, visiting records)): each record is home in its NEAR_WINDOW-long
     time block and visits the next if it is within `reach` of it, so two records within `reach` of each
@@ -231,12 +223,26 @@ def story_blocks(records) -> list[tuple[int, tuple[list, list]]]:
 
 
 def _members(parts, dropped, ref_index: int) -> list[tuple[tuple, bool]]:
-    """A block's (record, home) members from its grouped (homes, visitors) parts, less the dropped refs."""
+    """A block's (record, home) members from its grouped (homes, visitors[, background]) parts, less the dropped refs."""
     members = []
-    for homes, visitors in map(unspill, parts):
+    for part in map(unspill, parts):
+        homes, visitors = part[0], part[1]
         members.extend((r, True) for r in homes if r[ref_index] not in dropped)
         members.extend((r, False) for r in visitors if r[ref_index] not in dropped)
     return members
+
+
+def _background(parts):
+    """The story IDF counts of a block's earlier-run articles not read as records (StoryPick), summed; None if none."""
+    found = [part[2] for part in map(unspill, parts) if len(part) > 2]
+    if not found:
+        return None
+    n, name_df, term_df = 0, Counter(), Counter()
+    for count_, names, terms in found:
+        n += count_
+        name_df.update(names)
+        term_df.update(terms)
+    return n, name_df, term_df
 
 
 # ---------------------------------------------------------------- the near tier, per block
@@ -279,16 +285,17 @@ def assign_copies(verified: list[tuple]) -> list[tuple[str, str, float]]:
 
 # ---------------------------------------------------------------- the story tier, per block
 
-def block_story_links(members: list[tuple[tuple, bool]]) -> list[tuple[str, str, str]]:
+def block_story_links(members: list[tuple[tuple, bool]], background=None) -> list[tuple[str, str, str]]:
     """(ref, parent ref, parent's own story) for each new home member that joins an earlier article's story.
 
     The parent's own story is its stored story id (an earlier run's article) or its article id;
-    resolve_links follows parents across blocks to the story's first article.
+    resolve_links follows parents across blocks to the story's first article. `background`: the
+    IDF counts of the block's earlier-run articles that could not join (story_links).
     """
     docs = [(record[0], datetime.fromtimestamp(record[2], timezone.utc), record) for record, _ in members]
     linkable = {record[0] for record, home in members if home and record[3] is None}
     known = {record[0]: record[3] for record, _ in members if record[3] is not None}
-    links = story_links(docs, linkable, known, features_of=_story_features)
+    links = story_links(docs, linkable, known, features_of=_story_features, background=background)
     own = {record[0]: record[3] or record[1] for record, _ in members}
     return [(ref, parent, own[parent]) for ref, parent in sorted(links.items())]
 
@@ -368,8 +375,8 @@ class Decisions(beam.PTransform):
         joined = (
             records["story"]
             | "GroupStoryBlocks" >> beam.GroupByKey()
-            | "StoryLinks" >> beam.Map(lambda block, dropped: (block[0], block_story_links(_members(block[1], dropped, 0))),
-                                       dropped)
+            | "StoryLinks" >> beam.Map(lambda block, dropped: (block[0], block_story_links(_members(block[1], dropped, 0),
+                                                                                           _background(block[1]))), dropped)
             | "AllLinks" >> beam.combiners.ToList().without_defaults()
             | "FollowLinks" >> beam.FlatMap(follow_links)
         )
@@ -422,7 +429,7 @@ class _KeepOneFn(beam.DoFn):
 
 def _near_state(batch, dropped):
     block, part = batch
-    homes, _ = unspill(part)
+    homes = unspill(part)[0]
     rows = [{"article_id": r[2], "published_at": datetime.fromtimestamp(r[3], timezone.utc), "shingles": r[5],
              "full": r[6], "lead": r[7]} for r in homes if not r[4] and r[1] not in dropped]
     return _keep_as(part, block, rows)
@@ -434,7 +441,7 @@ def _story_state(keyed, dropped):
     stories = dict(chain.from_iterable(grouped["stories"]))
     rows = []
     for part in grouped["records"]:
-        homes, _ = unspill(part)
+        homes = unspill(part)[0]
         for ref, doc_id, when, story_id, *features in homes:
             if story_id is None and ref not in dropped:
                 rows.append({"article_id": doc_id, "story_id": stories.get(ref, doc_id),
@@ -470,47 +477,156 @@ def decided_rows(doc: dict, decision: tuple | None) -> tuple[dict | None, list[d
 
 # ---------------------------------------------------------------- the stage in a run
 
-class Dedup(beam.PTransform):
-    """A run's normalised documents -> {'articles', 'duplicates', 'near_state', 'story_state'}.
+# ---------------------------------------------------------------- earlier runs' state a run can meet
 
-    Documents already stored by earlier runs (same link or same text) are duplicates of those;
-    the rest go through the tiers together with earlier runs' near and story state.
+def near_queries(record: tuple) -> list[tuple[int, bytes]]:
+    """A new near record -> (stored block, its band keys) for each block of stored state it can meet."""
+    keys = band_hashes([_near_signature(record)])[0].tobytes()
+    return [(block, keys) for block in near_blocks_of(block_of(record[3]))]
+
+
+class NearPick:
+    """Of a block's stored near state, the rows that share a band key with one of the run's documents that can
+    meet the block. Exact: a pair needs a shared band key, and a band shared with a new document keeps
+    all its stored members, so every crowded band is cut (BUCKET_LIMIT) as if all were read."""
+
+    def chunks(self, block: int) -> list[int]:
+        return [block]
+
+    def __call__(self, block: int, tables: dict, queries: list[bytes]) -> list[tuple]:
+        table = tables.get(block)
+        if table is None:
+            return []
+        wanted = np.unique(np.frombuffer(b"".join(queries), dtype=np.uint64))
+        sigs = [Signature(0, full, lead) for full, lead in zip(table.column("full").to_pylist(), table.column("lead").to_pylist())]
+        keep = np.isin(band_hashes(sigs), wanted).any(axis=1)
+        rows = table.filter(pa.array(keep)).to_pylist()
+        count("stored_near_records", len(rows))
+        return [stored_near_record(row) for row in rows]
+
+
+def story_queries(record: tuple) -> list[tuple[int, tuple]]:
+    """A new story record -> (story block, (its time, its names, its IDF keys)) for each block it is a member of."""
+    features = _story_features(record)
+    names, words, stems = feature_keys(features)
+    query = (record[2], tuple(features.names), tuple(names), tuple(words | stems))
+    return [(block, query) for block, _ in story_blocks([record])]
+
+
+class StoryPick:
+    """Of the stored story state that is a member of a story block (its own rows and the block before's within
+    STORY_REACH), the rows that can be a candidate of one of the run's documents there, as the block's
+    records, and the IDF counts of the rest, for the keys that block's articles can ask for.
+
+    Exact, and bounded by the run's documents, not the history: story_links takes a document's candidates
+    from the POSTING_LIMIT latest earlier articles of each of its names, so per document and name at most
+    that many stored rows are read (those of the same time too, for ties); the rest still count in the
+    block's IDF.
     """
 
-    def __init__(self, stored_links, stored_hashes, stored_signatures, stored_stories):
+    def chunks(self, block: int) -> list[int]:
+        return [block - 1, block]
+
+    def __call__(self, block: int, tables: dict, queries: list[tuple]) -> list[tuple]:
+        window, reach = NEAR_WINDOW.total_seconds(), STORY_REACH.total_seconds()
+        asks: dict[str, list[float]] = {}  # name -> the times of the run's documents naming it
+        for when, names, _, _ in queries:
+            for name in names:
+                asks.setdefault(name, []).append(when)
+        parts: tuple[list, list] = ([], [])
+        left = []
+        for chunk, home in ((block, True), (block - 1, False)):
+            table = tables.get(chunk)
+            if table is None:
+                continue
+            if not home:  # the block before's rows that visit this one (blocked)
+                since = datetime.fromtimestamp(block * window - reach, timezone.utc)
+                table = table.filter(pc.greater_equal(table.column("published_at"), pa.scalar(since, table.schema.field("published_at").type)))
+            shares = _rows_naming(table, asks)
+            for row in table.filter(shares).to_pylist():
+                parts[0 if home else 1].append(stored_story_record(row))
+            left.append(table.filter(pc.invert(shares)))
+        count("stored_story_records", len(parts[0]) + len(parts[1]))
+        if not any(len(table) for table in left):
+            return [(block, parts)] if parts[0] or parts[1] else []
+        name_keys = {key for query in queries for key in query[2]}
+        term_keys = {key for query in queries for key in query[3]}
+        for record in parts[0] + parts[1]:  # the stored articles read as records are scored too
+            keys = feature_keys(_story_features(record))
+            name_keys.update(keys[0])
+            term_keys.update(keys[1] | keys[2])
+        rest = pa.concat_tables(left)
+        return [(block, (*parts, state_feature_counts(rest, name_keys, term_keys)))]
+
+
+def _rows_naming(table: pa.Table, asks: dict[str, list[float]]) -> pa.Array:
+    """A boolean mask of the story-state rows that are among the POSTING_LIMIT latest rows naming a name of
+    `asks` published before (or at) one of its times."""
+    column = table.column("names").combine_chunks()
+    hits = pc.is_in(column.flatten(), value_set=pa.array(sorted(asks), pa.string()))
+    rows = pc.filter(pc.list_parent_indices(column), hits).to_numpy(zero_copy_only=False)
+    names = pc.filter(column.flatten(), hits).to_numpy(zero_copy_only=False)
+    when = pc.cast(pc.cast(table.column("published_at"), pa.timestamp("us", tz="UTC")), pa.int64()).to_numpy() / 1e6
+    mask = np.zeros(len(table), dtype=bool)
+    if not len(rows):
+        return pa.array(mask)
+    order = np.lexsort((when[rows], names))
+    rows, names = rows[order], names[order]
+    starts = np.flatnonzero(np.r_[True, names[1:] != names[:-1]])
+    for start, end in zip(starts, np.r_[starts[1:], len(names)]):
+        named = rows[start:end]  # the rows naming one name, oldest first
+        times = when[named]
+        for t in asks[names[start]]:
+            last = np.searchsorted(times, t, side="right")
+            mask[named[max(0, np.searchsorted(times, t, side="left") - POSTING_LIMIT):last]] = True
+    return pa.array(mask)
+
+
+class Dedup(beam.PTransform):
+    """A run's normalised documents -> {'articles', 'duplicates', 'near_state', 'story_state', 'unreadable'}.
+
+    Documents already stored by earlier runs (same link or same text, looked up in the key index)
+    are duplicates of those; the rest go through the tiers together with earlier runs' near and
+    story state of the time blocks they can meet (transforms/stored.py reads both, on the workers).
+    'unreadable': (path, reason) of stored files that could not be read.
+    """
+
+    def __init__(self, stored: StoredView):
         super().__init__()
-        self._stored_links = stored_links
-        self._stored_hashes = stored_hashes
-        self._stored_signatures = stored_signatures  # PCollections of earlier runs' near- and story-state rows
-        self._stored_stories = stored_stories
+        self._stored = stored
 
     def expand(self, docs):
-        new = docs | "AgainstEarlierRuns" >> beam.ParDo(
-            _AgainstStoredFn(), links=self._stored_links, hashes=self._stored_hashes
-        ).with_outputs("duplicates", main="documents")
+        looked = (docs | "KeysOf" >> beam.FlatMap(lambda d: [("link", d["canonical_url"]), ("text", d["content_hash"])])
+                  | "LookupStored" >> LookupKeys(self._stored))
+        new = docs | "AgainstEarlierRuns" >> beam.ParDo(_AgainstStoredFn(), as_dict(looked["found"])).with_outputs(
+            "duplicates", main="documents")
         described = new.documents | "Describe" >> beam.Map(lambda d: {**d, "records": describe([(d["url"], d)])[0]})
-        stored_near = self._stored_signatures | "StoredNear" >> beam.Map(stored_near_record)
         new_near = described | "NearRecords" >> beam.FlatMap(lambda d: [d["records"]["near"]] if d["records"]["near"] else [])
-        stored_story = self._stored_stories | "StoredStory" >> beam.Map(stored_story_record)
         new_story = described | "StoryRecords" >> beam.Map(lambda d: d["records"]["story"])
+        stored_near = (new_near | "NearQueries" >> beam.FlatMap(near_queries)
+                       | "ReadNear" >> ReadStoredBlocks(self._stored, "near", NEAR_LOOKBACK, NearPick()))
+        stored_story = (new_story | "StoryQueries" >> beam.FlatMap(story_queries)
+                        | "ReadStory" >> ReadStoredBlocks(self._stored, "story", MAX_STORY_GAP, StoryPick()))
         decided = {
             "light": described | "LightRecords" >> beam.Map(lambda d: [d["records"]["light"]]),
-            "near": (new_near, stored_near) | "AllNear" >> beam.Flatten() | "NearBlocks" >> beam.FlatMap(lambda r: near_blocks([r])),
-            "story": (new_story, stored_story) | "AllStory" >> beam.Flatten() | "StoryBlocks" >> beam.FlatMap(lambda r: story_blocks([r])),
+            "near": (new_near, stored_near.rows) | "AllNear" >> beam.Flatten() | "NearBlocks" >> beam.FlatMap(lambda r: near_blocks([r])),
+            "story": (new_story | "StoryBlocks" >> beam.FlatMap(lambda r: story_blocks([r])), stored_story.rows)
+            | "AllStory" >> beam.Flatten(),
         } | "Tiers" >> Decisions()
         decisions = as_dict(decided["decisions"] | "EachDecision" >> beam.FlatMap(list))
         rows = described | "Apply" >> beam.ParDo(_ApplyFn(), decisions).with_outputs("duplicates", main="articles")
         duplicates = (new.duplicates, rows.duplicates) | "AllDuplicates" >> beam.Flatten()
-        return {"articles": rows.articles, "duplicates": duplicates,
-                "near_state": decided["near_state"], "story_state": decided["story_state"]}
+        unreadable = (looked[UNREADABLE], stored_near[UNREADABLE], stored_story[UNREADABLE]) | "Unreadable" >> beam.Flatten()
+        return {"articles": rows.articles, "duplicates": duplicates, "near_state": decided["near_state"],
+                "story_state": decided["story_state"], UNREADABLE: unreadable}
 
 
 class _AgainstStoredFn(beam.DoFn):
-    def process(self, doc, links, hashes):
-        earlier = links.get(doc["canonical_url"])
+    def process(self, doc, stored):
+        earlier = stored.get(("link", doc["canonical_url"]))
         tier = "url"
         if earlier is None:
-            earlier, tier = hashes.get(doc["content_hash"]), "exact"
+            earlier, tier = stored.get(("text", doc["content_hash"])), "exact"
         if earlier is None:
             yield doc
             return

@@ -27,15 +27,15 @@ from __future__ import annotations
 
 import heapq
 import math
-import sys
-from bisect import bisect_left
 import re
+import sys
 import unicodedata
+from bisect import bisect_left
 from collections import Counter
-from operator import itemgetter
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
 from datetime import datetime, timedelta
+from functools import cached_property, lru_cache
+from operator import itemgetter
 
 STORY_SIGMA = timedelta(days=3)
 MAX_STORY_GAP = timedelta(days=30)
@@ -225,19 +225,60 @@ def _content_counts(text: str) -> Counter:
     return counts
 
 
-def idf_weights(features) -> tuple[dict[str, float], dict[str, float], float]:
-    """Smoothed IDF of names and of content words over a batch, and the weight of an unseen key."""
+def feature_keys(features: StoryFeatures) -> tuple[frozenset, frozenset]:
+    """The keys an article adds to the IDF counts: its names and numbers (as "#14"), its content words and stems."""
+    return (features.names | {"#" + x for x in features.numbers},
+            frozenset(word for word, _ in features.terms), features.stems)
+
+
+def idf_weights(features, background=None) -> tuple[dict[str, float], dict[str, float], float]:
+    """Smoothed IDF of names and of content words over a batch, and the weight of an unseen key.
+
+    `background`: (n, name_df, term_df) of more articles of the batch that are not among `features`
+    (earlier runs' articles that share no name with this run's, counted by `state_feature_counts`).
+    """
     n, name_df, term_df = 0, Counter(), Counter()
+    if background is not None:
+        n, name_df, term_df = background[0], Counter(background[1]), Counter(background[2])
     for f in features:  # one pass: the features may be made on the fly
         n += 1
-        name_df.update(f.names)
-        name_df.update("#" + x for x in f.numbers)
-        term_df.update(word for word, _ in f.terms)
-        term_df.update(f.stems)
+        names, words, stems = feature_keys(f)
+        name_df.update(names)
+        term_df.update(words)
+        term_df.update(stems)
     # As if the batch sat in a background of IDF_PRIOR_DOCS unrelated articles: a handful of articles
     # that all name one town must not make the town look common.
     idf = lambda df: math.log((n + IDF_PRIOR_DOCS + 1) / (df + 1)) + 1.0  # noqa: E731
     return {k: idf(v) for k, v in name_df.items()}, {k: idf(v) for k, v in term_df.items()}, idf(0)
+
+
+def state_feature_counts(table, name_keys, term_keys) -> tuple[int, dict, dict]:
+    """(n, name_df, term_df) of story-state rows (an Arrow table with the STORY_STATE feature columns), as
+    idf_weights counts them, for the given keys only: the table's articles as a background batch.
+    Columnar: a time block's tens of thousands of stored rows are counted without making their features."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def distinct_counts(parts, wanted) -> dict:
+        rows = pa.concat_arrays([pc.list_parent_indices(column) for column, _ in parts]) if parts else pa.array([], pa.int64())
+        values = pa.concat_arrays([pc.cast(v, pa.string()) for _, v in parts]) if parts else pa.array([], pa.string())
+        pairs = pa.table({"row": rows, "key": values}).filter(pc.is_in(values, value_set=pa.array(sorted(wanted), pa.string())))
+        distinct = pairs.group_by(["row", "key"]).aggregate([])  # each article counts a key once
+        counted = distinct.group_by("key").aggregate([("row", "count")])
+        return dict(zip(counted.column("key").to_pylist(), counted.column("row_count").to_pylist()))
+
+    def flat(name: str):
+        column = table.column(name).combine_chunks()
+        return column.fill_null([]) if column.null_count else column
+
+    names, numbers, terms, lead = flat("names"), flat("numbers"), flat("terms"), flat("lead")
+    name_parts = [(names, names.flatten()), (numbers, pc.binary_join_element_wise("#", numbers.flatten(), ""))]
+    stems = pc.utf8_slice_codeunits(terms.flatten(), 0, STEM_LETTERS)
+    name_df = distinct_counts(name_parts, name_keys)
+    term_df = distinct_counts([(terms, terms.flatten())], term_keys)
+    for key, found in distinct_counts([(terms, stems), (lead, lead.flatten())], term_keys).items():
+        term_df[key] = term_df.get(key, 0) + found
+    return len(table), name_df, term_df
 
 
 @dataclass
@@ -299,7 +340,8 @@ def _lead_coverage(a: _Scored, b: _Scored) -> float:
     return sum(lead[x] for x in b.stems.intersection(lead)) / a.lead_total
 
 
-def story_links(docs: list[tuple[str, datetime, StoryFeatures]], linkable=None, known=None, features_of=None) -> dict[str, str]:
+def story_links(docs: list[tuple[str, datetime, StoryFeatures]], linkable=None, known=None, features_of=None,
+                background=None) -> dict[str, str]:
     """doc id -> the member of the story it joins that it resembles most, for each doc of `linkable` (default:
     all but the `known` ones) that joins an earlier story.
 
@@ -312,6 +354,8 @@ def story_links(docs: list[tuple[str, datetime, StoryFeatures]], linkable=None, 
     (another time block's) are grouped here too, for scoring, but not reported: their own block
     reports them, and resolve_links follows the links across blocks.
 
+    `background`: IDF counts of more articles of the batch that are not among `docs` (idf_weights).
+
     With `features_of`, the docs' third items are turned into StoryFeatures by it as they are
     needed, and only the docs within STORY_REACH of the current one are held prepared: memory
     follows the reach, not the number of docs.
@@ -319,7 +363,7 @@ def story_links(docs: list[tuple[str, datetime, StoryFeatures]], linkable=None, 
     known = known or {}
     features_of = features_of or (lambda features: features)
     ordered = sorted(docs, key=lambda d: (d[1], d[0]))
-    idf = idf_weights(features_of(f) for _, _, f in ordered)
+    idf = idf_weights((features_of(f) for _, _, f in ordered), background)
     scored: dict[int, _Scored] = {}  # the docs within reach, prepared
     stories: dict[str, tuple] = {}  # doc -> its story here: ("known", stored story id) or ("new", first doc's id)
     links: dict[str, str] = {}

@@ -47,9 +47,9 @@ def to_arrow(table: str, rows: list[dict]) -> pa.Table:
         return pa.Table.from_pylist([{f: valid_values(v) for f, v in row.items()} for row in columns], schema=schema)
 
 
-def parquet_bytes(table: pa.Table) -> bytes:
+def parquet_bytes(table: pa.Table, row_group_size: int | None = None) -> bytes:
     sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
+    pq.write_table(table, sink, compression="zstd", row_group_size=row_group_size)
     return sink.getvalue()
 
 
@@ -86,7 +86,7 @@ def read_committed(out: str, folder: str, columns: list[str], commits: dict[str,
     rows: list[dict] = []
     for path in committed_files(out, folder, commits, exclude):
         try:
-            table = _read_columns(path, columns, since, schema)
+            table = read_columns(path, columns, since, schema)
         except Exception as exc:
             reason = f"{type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}"
             if unreadable is None:
@@ -111,7 +111,7 @@ def parquet_reader(f) -> pq.ParquetFile:
     return pq.ParquetFile(f, pre_buffer=False)
 
 
-def _read_columns(path: str, columns: list[str], since, schema) -> pa.Table:
+def read_columns(path: str, columns: list[str], since, schema) -> pa.Table:
     import pyarrow.dataset as ds
 
     with FileSystems.open(path, compression_type="uncompressed") as f:
@@ -213,11 +213,11 @@ def state_dir(out: str, name: str) -> str:
 def read_state(out: str, name: str, commits: dict[str, Commit], exclude=(), since=None, newest_first_until=None,
                unreadable: list | None = None) -> list[dict]:
     """State rows committed runs kept beside the dataset (see read_committed)."""
-    return read_committed(out, f"_state/{name}", _state_columns(name), commits, exclude, since=since, schema=STATE[name],
+    return read_committed(out, f"_state/{name}", state_columns(name), commits, exclude, since=since, schema=STATE[name],
                           newest_first_until=newest_first_until, unreadable=unreadable)
 
 
-def _state_columns(name: str) -> list[str]:
+def state_columns(name: str) -> list[str]:
     """A state table's columns, without the stamps every row carries."""
     return [c for c in STATE[name].names if c not in ("run_id", "schema_version")]
 
@@ -250,25 +250,29 @@ class WriteState(beam.PTransform):
     tiers key their state by time block, so no worker holds more than a block's rows.
     """
 
-    def __init__(self, run: RunFiles, name: str):
+    def __init__(self, run: RunFiles, name: str, sort_by: tuple[str, ...] = (), row_group_size: int | None = None):
         super().__init__()
         self._run, self._name = run, name
+        self._sort_by, self._row_group_size = sort_by, row_group_size
 
     def expand(self, batches):
         return (
             batches
             | "Group" >> beam.GroupByKey()
-            | "WriteFile" >> beam.ParDo(_WriteStateFn(self._run, self._name))
+            | "WriteFile" >> beam.ParDo(_WriteStateFn(self._run, self._name, self._sort_by, self._row_group_size))
         )
 
 
 class _WriteStateFn(beam.DoFn):
-    def __init__(self, run: RunFiles, name: str):
+    def __init__(self, run: RunFiles, name: str, sort_by: tuple[str, ...] = (), row_group_size: int | None = None):
         self._run, self._name = run, name
+        self._sort_by, self._row_group_size = sort_by, row_group_size
 
     def process(self, keyed, window=beam.DoFn.WindowParam):
         key, batches = keyed
         rows = [_stamp(row, self._run.run_id_in(window), self._name) for batch in batches for row in unspill(batch)]
+        if self._sort_by:
+            rows.sort(key=lambda row: tuple(row[c] for c in self._sort_by))
         path = self._run.path(state_dir(self._run.out, self._name), key, window)
-        write_file(path, parquet_bytes(to_arrow(self._name, rows)), len(rows))
+        write_file(path, parquet_bytes(to_arrow(self._name, rows), self._row_group_size), len(rows))
         yield {"table": f"_state/{self._name}", "path": path, "rows": len(rows)}
