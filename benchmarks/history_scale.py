@@ -12,8 +12,9 @@ into a hard-linked copy of it, in a subprocess of its own, and measures:
 - the launcher apart: in another subprocess, `load_stored_state` alone, its time and how much its
   peak RSS grew over the process's RSS after the imports.
 
-The generated history (from --seed alone): RUNS daily runs ending on END (just after the sample's
-articles, so the sample meets the state of its own weeks), N/RUNS articles each. Per run:
+The generated history (from --seed alone): --runs runs (365 by default: daily) evenly over the
+year ending on END (just after the sample's articles, so the sample meets the state of its own
+weeks), N/runs articles each. Per run:
 - the key index under _state/keys (a link key and a content hash per article, filed by shard and
   sorted by key, as runs write it);
 - for N <= --tables-upto: the articles table (short texts: the runs read none of it), a file per run;
@@ -57,8 +58,9 @@ from newsbeam.transforms.dedup import block_of  # noqa: E402
 from newsbeam.transforms.similarity import PERMUTATIONS  # noqa: E402
 from newsbeam.transforms.stored import KEY_ROW_GROUP, KEY_SHARDS, shard_of  # noqa: E402
 
-GENERATOR = 2  # bump when the generated data changes: cached datasets of other versions are not reused
-RUNS = 365
+GENERATOR = 3  # bump when the generated data changes: cached datasets of other versions are not reused
+RUNS = 365  # default: a year of daily runs
+YEAR = timedelta(days=365)
 END = datetime(2026, 11, 24, tzinfo=timezone.utc)
 STATE_DAYS = 30
 STATE_ROWS = 80_000
@@ -87,9 +89,10 @@ def _stamped(columns: dict, run_id: str, rows: int, schema: pa.Schema) -> pa.Tab
     return pa.table({f.name: columns[f.name] for f in schema}, schema=schema)
 
 
-def make_run(out: Path, run: int, n: int, first: int, tables: bool, state_rows: int, rng: np.random.Generator) -> None:
+def make_run(out: Path, run: int, runs: int, n: int, first: int, tables: bool, state_rows: int,
+             rng: np.random.Generator) -> None:
     """One daily run's files and its manifest: n articles numbered from `first`, state_rows near and story rows."""
-    run_id, day = f"hist-{run:04d}", END - timedelta(days=RUNS - 1 - run)
+    run_id, day = f"hist-{run:05d}", END - YEAR * (runs - 1 - run) / runs
     serial = np.arange(first, first + n)
     links = pa.array([f"https://s{s % 997}.example/{day:%Y/%m/%d}/a{s}" for s in serial.tolist()], pa.string())
     ids = pa.array([f"{s:016x}" for s in serial.tolist()], pa.string())
@@ -154,25 +157,69 @@ def make_run(out: Path, run: int, n: int, first: int, tables: bool, state_rows: 
     (out / "runs" / f"{run_id}.json").write_text(json.dumps(manifest))
 
 
-def ensure_history(work: Path, n: int, tables_upto: int, seed: int) -> Path:
+def ensure_history(work: Path, n: int, tables_upto: int, seed: int, runs: int = RUNS) -> Path:
     """The generated dataset of n stored articles (cached: reused when its _complete.json is there)."""
-    out = work / f"history-{n}-s{seed}-g{GENERATOR}{'' if n <= tables_upto else '-keys'}"
+    out = work / f"history-{n}-s{seed}-g{GENERATOR}{'' if runs == RUNS else f'-r{runs}'}{'' if n <= tables_upto else '-keys'}"
     if (out / "_complete.json").is_file():
         return out
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     t0 = time.perf_counter()
     rng = np.random.default_rng(seed)
-    per_run = np.diff(np.linspace(0, n, RUNS + 1).astype(np.int64))
-    state_per_run = STATE_ROWS // STATE_DAYS if n else 0
+    per_run = np.diff(np.linspace(0, n, runs + 1).astype(np.int64))
+    in_state = [END - YEAR * (runs - 1 - run) / runs > END - timedelta(days=STATE_DAYS) for run in range(runs)]
+    state_per_run = STATE_ROWS // max(1, sum(in_state)) if n else 0
     first = 0
-    for run in range(RUNS):
-        in_state = run >= RUNS - STATE_DAYS
-        make_run(out, run, int(per_run[run]), first, n <= tables_upto, state_per_run if in_state else 0, rng)
+    for run in range(runs):
+        make_run(out, run, runs, int(per_run[run]), first, n <= tables_upto, state_per_run if in_state[run] else 0, rng)
         first += int(per_run[run])
     (out / "_complete.json").write_text(json.dumps({"articles": n, "seconds": round(time.perf_counter() - t0, 1)}))
     print(f"generated {n:,} stored articles in {time.perf_counter() - t0:.0f} s: {out}", file=sys.stderr)
     return out
+
+
+def ensure_compacted(history: Path, timeout: float) -> tuple[Path, dict]:
+    """A compacted copy of `history` (`newsbeam compact`, all but the last day's run), cached; what it took and did."""
+    out = history.with_name(history.name + "-compacted")
+    done = out / "_compacted.json"
+    if done.is_file():
+        return out, json.loads(done.read_text())
+    shutil.rmtree(out, ignore_errors=True)
+    subprocess.run(["cp", "-al", str(history), str(out)], check=True)  # compaction writes new files, never edits one
+    (out / "_complete.json").unlink()
+    before = _files(out)
+    rows_before = row_hashes(out)
+    t0 = time.perf_counter()
+    proc = subprocess.run([*newsbeam_command(), "compact", str(out)], capture_output=True, text=True, timeout=timeout)
+    seconds = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"newsbeam compact failed: {proc.stderr.strip()}")
+    info = {"seconds": round(seconds, 1), "files_before": before, "files_after": _files(out),
+            "rows_identical": row_hashes(out) == rows_before}
+    done.write_text(json.dumps(info))
+    print(f"compacted {history.name} in {seconds:.0f} s: {before} -> {info['files_after']}", file=sys.stderr)
+    return out, info
+
+
+def _files(out: Path) -> dict:
+    found = {"manifests": len(list((out / "runs").glob("*.json")))}
+    for folder in ("articles", "_state/keys", "_state/near", "_state/story"):
+        found[folder] = len(list((out / folder).rglob("*.parquet")))
+    return found
+
+
+def row_hashes(out: Path) -> dict:
+    """Per table, the sorted 64-bit hashes of every row as pandas reads the folder: equal lists, equal rows."""
+    import pandas as pd
+
+    found = {}
+    for table in ("articles", "duplicates", "errors"):
+        if not (out / table).exists():
+            continue
+        frame = pd.read_parquet(out / table)
+        frame = frame.astype({c: str for c in frame.columns if frame[c].dtype == object or str(frame[c].dtype) == "category"})
+        found[table] = np.sort(pd.util.hash_pandas_object(frame, index=False).to_numpy()).tolist()
+    return found
 
 
 LAUNCHER = """
@@ -188,6 +235,17 @@ seconds = time.perf_counter() - t0
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 print(json.dumps({"seconds": round(seconds, 3), "rss_growth_mib": round(max(0, peak - before) / 2**20, 1)}))
 """
+
+
+def decisions(out: Path) -> dict:
+    """What the sample run decided: its articles' urls and story ids, its duplicates' urls, tiers and originals."""
+    import pandas as pd
+
+    found = {}
+    for table, columns in (("articles", ["url", "story_id"]), ("duplicates", ["url", "tier", "duplicate_of"])):
+        frame = pd.read_parquet(out / table, filters=[("run_id", "==", "sample")], columns=columns)
+        found[table] = sorted(map(tuple, frame.astype(str).to_numpy().tolist()))
+    return found
 
 
 def measure(history: Path, scratch: Path, label: str, timeout: float) -> dict:
@@ -213,6 +271,7 @@ def measure(history: Path, scratch: Path, label: str, timeout: float) -> dict:
             "load_stored_seconds": manifest["timings"]["load_stored_seconds"],
             "pipeline_seconds": manifest["timings"]["pipeline_seconds"],
             "links": manifest.get("links"),
+            "decisions": decisions(out),
             "read_by_workers": {k: counts.get(k, 0) for k in ("stored_keys_found", "stored_near_read", "stored_near_records",
                                                                "stored_story_read", "stored_story_records")},
         })
@@ -230,45 +289,61 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tables-upto", type=int, default=1_000_000,
                         help="sizes above this get keys and state only, no articles table")
     parser.add_argument("--seed", type=int, default=16)
+    parser.add_argument("--runs", type=int, default=RUNS, help="runs the history is made of (default 365: daily for a year)")
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--json", help="write the results here too")
+    parser.add_argument("--compacted", action="store_true",
+                        help="also measure each history after `newsbeam compact` (the targets then apply to those)")
     args = parser.parse_args(argv)
     sizes = sorted({int(s) for s in args.sizes.split(",")} | {0})
     work = Path(args.work)
-    histories = {n: ensure_history(work, n, args.tables_upto, args.seed) for n in sizes}
-    trials: dict[int, list[dict]] = {n: [] for n in sizes}
-    for trial in range(args.repeat):  # sizes in turn, so drift on a noisy machine spreads over all of them
+    histories = {(n, False): ensure_history(work, n, args.tables_upto, args.seed, args.runs) for n in sizes}
+    compactions = {}
+    if args.compacted:
         for n in sizes:
-            result = measure(histories[n], work / "scratch", f"n{n}-t{trial}", args.timeout)
+            if n:
+                histories[(n, True)], compactions[n] = ensure_compacted(histories[(n, False)], args.timeout)
+    trials: dict[tuple, list[dict]] = {key: [] for key in histories}
+    for trial in range(args.repeat):  # sizes in turn, so drift on a noisy machine spreads over all of them
+        for key in sorted(histories):
+            n, compacted = key
+            result = measure(histories[key], work / "scratch", f"n{n}{'c' if compacted else ''}-t{trial}", args.timeout)
             if result["exit_code"] != 0:
                 print(f"N={n:,}: the run failed: {result['stderr_tail']}", file=sys.stderr)
                 return 1
-            trials[n].append(result)
-    base_wall = statistics.median(r["wall_seconds"] for r in trials[0])
-    base_rss = statistics.median(r["peak_rss_mib"] for r in trials[0])
+            trials[key].append(result)
+    base_wall = statistics.median(r["wall_seconds"] for r in trials[(0, False)])
+    base_rss = statistics.median(r["peak_rss_mib"] for r in trials[(0, False)])
     rows = []
-    for n in sizes:
-        runs = trials[n]
+    for key in sorted(histories):
+        n, compacted = key
+        runs = trials[key]
         med = lambda key: statistics.median(r[key] for r in runs)  # noqa: E731
-        row = {"stored_articles": n, "wall_seconds": med("wall_seconds"), "wall_ratio": round(med("wall_seconds") / base_wall, 2),
+        row = {"stored_articles": n, "compacted": compacted, "compaction": compactions.get(n) if compacted else None,
+               "same_decisions": (runs[0]["decisions"] == trials[(n, False)][0]["decisions"]) if compacted else None,
+               "wall_seconds": med("wall_seconds"), "wall_ratio": round(med("wall_seconds") / base_wall, 2),
                "peak_rss_mib": med("peak_rss_mib"), "rss_growth_mib": round(med("peak_rss_mib") - base_rss),
                "load_stored_seconds": med("load_stored_seconds"), "pipeline_seconds": med("pipeline_seconds"),
                "launcher_seconds": statistics.median(r["launcher"].get("seconds", float("nan")) for r in runs),
                "launcher_rss_growth_mib": statistics.median(r["launcher"].get("rss_growth_mib", float("nan")) for r in runs),
                "read_by_workers": runs[0]["read_by_workers"], "links": runs[0]["links"], "trials": runs}
-        wall_target, rss_target = TARGETS.get(n, (None, None))
+        wall_target, rss_target = TARGETS.get(n, (None, None)) if compacted or not args.compacted else (None, None)
         row["meets"] = None if wall_target is None else (
             row["wall_ratio"] <= wall_target and (rss_target is None or row["rss_growth_mib"] <= rss_target))
         rows.append(row)
-    print(f"{'stored':>11} {'wall s':>7} {'ratio':>6} {'peak MiB':>9} {'+MiB':>6} {'launcher s':>10} {'launcher +MiB':>13} "
+    print(f"{'stored':>13} {'wall s':>7} {'ratio':>6} {'peak MiB':>9} {'+MiB':>6} {'launcher s':>10} {'launcher +MiB':>13} "
           f"{'near read/kept':>15} {'story read/kept':>16} {'keys found':>10}  target")
     for row in rows:
         read = row["read_by_workers"]
         meets = "" if row["meets"] is None else ("met" if row["meets"] else "MISSED")
-        print(f"{row['stored_articles']:>11,} {row['wall_seconds']:>7.1f} {row['wall_ratio']:>6.2f} {row['peak_rss_mib']:>9.0f} "
+        print(f"{row['stored_articles']:>11,}{' c' if row['compacted'] else '  '} {row['wall_seconds']:>7.1f} {row['wall_ratio']:>6.2f} {row['peak_rss_mib']:>9.0f} "
               f"{row['rss_growth_mib']:>6} {row['launcher_seconds']:>10.2f} {row['launcher_rss_growth_mib']:>13.1f} "
               f"{read['stored_near_read']:>8,}/{read['stored_near_records']:<6,} {read['stored_story_read']:>9,}/{read['stored_story_records']:<6,} "
               f"{read['stored_keys_found']:>10,}  {meets}")
+    for n, info in compactions.items():
+        same = next(row["same_decisions"] for row in rows if row["stored_articles"] == n and row["compacted"])
+        print(f"compact at {n:,}: {info['seconds']} s, files {info['files_before']} -> {info['files_after']}, "
+              f"rows identical: {info['rows_identical']}, the sample's decisions the same: {same}")
     if args.json:
         Path(args.json).write_text(json.dumps({"repeat": args.repeat, "rows": rows}, indent=1, default=str))
     return 0 if all(row["meets"] in (None, True) for row in rows) else 1

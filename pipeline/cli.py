@@ -150,6 +150,18 @@ def make_parser() -> argparse.ArgumentParser:
     dedup.add_argument("--out", metavar="DIR", required=True, help="output dataset folder (not DATASET itself)")
     dedup.add_argument("--run-id", metavar="ID", help="name of this run (default: UTC time + random suffix)")
     dedup.add_argument("--verbose", "-v", action="store_true", help="log Beam's and the libraries' INFO messages")
+    compact = sub.add_parser(
+        "compact",
+        help="merge the small files earlier runs left in a dataset",
+        description="Merge the files of DIR's committed runs (all but those of the last --keep-recent hours) into a few "
+        "per table partition and state folder, rows unchanged, and their manifests into one. Crash-safe: the new "
+        "files are written and read back before the old ones go; a reader of the tables sees each partition whole, "
+        "old or new. Run it as often as you like (daily suits an hourly schedule); when nothing is left to merge it "
+        "changes nothing. A compacted run cannot be rerun under its run id.",
+    )
+    compact.add_argument("dataset", metavar="DIR", help="a newsbeam output folder")
+    compact.add_argument("--keep-recent", type=_positive(float), default=24.0, metavar="H",
+                         help="leave the runs committed in the last H hours as they are, so they can be rerun (default 24)")
     feeds = sub.add_parser(
         "feeds",
         help="show the health of the feeds a dataset polls",
@@ -160,6 +172,20 @@ def make_parser() -> argparse.ArgumentParser:
     feeds.add_argument("--failing", action="store_true", help="only feeds whose last poll failed")
     feeds.add_argument("--json", action="store_true", help="one JSON object per feed instead of a table")
     return parser
+
+
+def _compact(args) -> int:
+    from datetime import timedelta
+
+    from newsbeam.pipeline.compact_cmd import compact
+
+    done = compact(args.dataset, timedelta(hours=args.keep_recent))
+    if not done["compacted_runs"]:
+        print(f"{args.dataset}: nothing to compact (no two runs older than {args.keep_recent:g} h, no partition of several files)")
+    else:
+        print(f"{args.dataset}: {done['compacted_runs']} runs compacted: {done['files_before']} files -> {done['files_after']}; "
+              f"manifest: {done['manifest']}")
+    return 0
 
 
 def _feeds(args) -> int:
@@ -305,10 +331,10 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.command in ("run", "dedup", "stream") and not verbose and not any(a.startswith("--default_sdk_harness_log_level") for a in rest):
         rest.append("--default_sdk_harness_log_level=ERROR")  # quiet multi_processing workers too
-    if args.command in ("extract", "feeds") and rest:
+    if args.command in ("extract", "feeds", "compact") and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     try:
-        commands = {"extract": lambda: _extract(args), "feeds": lambda: _feeds(args), "stream": lambda: _stream(args, rest), "run": lambda: _run(args, rest), "dedup": lambda: _dedup(args, rest)}
+        commands = {"extract": lambda: _extract(args), "feeds": lambda: _feeds(args), "compact": lambda: _compact(args), "stream": lambda: _stream(args, rest), "run": lambda: _run(args, rest), "dedup": lambda: _dedup(args, rest)}
         return commands[args.command]()
     except (UsageError, SourcesError, RunnerError, LockedError, DatasetError) as exc:
         print(f"newsbeam: error: {exc}", file=sys.stderr)

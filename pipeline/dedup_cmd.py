@@ -28,6 +28,7 @@ from newsbeam.pipeline.config import UsageError
 from newsbeam.pipeline.job import committed_manifest
 from newsbeam.pipeline.lock import writer_lock
 from newsbeam.pipeline.manifest import beam_metrics
+from newsbeam.pipeline.compact_cmd import finish_compactions, refuse_compacted_rerun
 from newsbeam.pipeline.runner import make_runner
 from newsbeam.transforms.commits import (CommitRun, RunFiles, committed_runs, launched_attempts, new_attempt, sweep,
                                          write_manifest)
@@ -154,6 +155,8 @@ def _dedup_locked(dataset: str, files: list[str], out: str, run_id: str, beam_ar
     options = PipelineOptions(beam_args or [])
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
+    finish_compactions(out)
+    refuse_compacted_rerun(out, run_id)
     found = chunks(files)
     run = RunFiles(out, run_id, new_attempt())
     spill_dir = FileSystems.join(out, f"_tmp-{run_id}")

@@ -16,6 +16,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from newsbeam.pipeline.build import build_pipeline
 from newsbeam.pipeline.config import RunConfig, StoredState
+from newsbeam.pipeline.compact_cmd import finish_compactions, refuse_compacted_rerun
 from newsbeam.pipeline.lock import writer_lock
 from newsbeam.pipeline.manifest import beam_metrics, summary_line
 from newsbeam.pipeline.progress import ProgressReporter
@@ -141,6 +142,8 @@ def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: boo
 def _run_locked(config: RunConfig, options: PipelineOptions, progress: bool, waits: bool) -> dict:
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
+    finish_compactions(config.out)
+    refuse_compacted_rerun(config.out, config.run_id)
     stored = stored_for(config)
     t_index = time.perf_counter()
     run = RunFiles(config.out, config.run_id, new_attempt())

@@ -36,7 +36,7 @@ from newsbeam.pipeline.job import about, launched_manifest, run_job, stored_for
 from newsbeam.pipeline.lock import writer_lock
 from newsbeam.pipeline.runner import make_runner
 from newsbeam.pipeline.streaming import build_streaming, poll_ticks
-from newsbeam.transforms.commits import committed_runs, new_attempt, write_manifest
+from newsbeam.transforms.commits import committed_runs, new_attempt, retired_path, write_manifest
 
 MAX_FAILED_POLLS = 5
 
@@ -49,6 +49,24 @@ def polls_committed(commits, stream_id: str) -> int:
     """How many polls of the stream `stream_id` earlier streams of that id committed (the highest poll number)."""
     pattern = re.compile(rf"{re.escape(stream_id)}-p(\d{{5,}})")
     return max((int(m.group(1)) for m in map(pattern.fullmatch, commits) if m), default=0)
+
+
+def next_uncompacted(out: str, stream_id: str, first: int) -> int:
+    """The first poll number from `first` on whose run was not compacted away (compaction retires a stream's older
+    polls, which are numbered in a row): found in a number of lookups that grows with the log of the polls."""
+    def retired(n: int) -> bool:
+        return FileSystems.exists(retired_path(out, poll_id(stream_id, n)))
+
+    if not retired(first):
+        return first
+    low, step = first, 1  # retired(low)
+    while retired(low + step):
+        low, step = low + step, step * 2
+    high = low + step  # not retired
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if retired(middle) else (low, middle)
+    return high
 
 
 def run_stream(config: RunConfig, beam_args: list[str], poll_interval: float, max_polls: int | None, say) -> dict:
@@ -65,7 +83,7 @@ def _stream_locked(config: RunConfig, beam_args: list[str], poll_interval: float
         previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     started_at = datetime.now(timezone.utc)
     polls: list[dict] = []
-    first = polls_committed(committed_runs(config.out), config.run_id) + 1
+    first = next_uncompacted(config.out, config.run_id, polls_committed(committed_runs(config.out), config.run_id) + 1)
     failed_in_a_row = 0
     try:
         while not stop.is_set() and (max_polls is None or len(polls) < max_polls):

@@ -40,7 +40,8 @@ _FILE = re.compile(rf"part-(?P<run>{RUN_ID.pattern})-(?P<chunk>\d{{5,}})(?:\.(?P
 _TEMPORARY = re.compile(r"\.(?P<final>.+)\.[0-9a-f]+\.tmp")
 LAUNCHED = "launched"  # runs/launched/RUN_ID.json: what a launcher handed to a remote runner
 LAUNCH_PROTECTS = timedelta(days=7)  # how long a submitted job's files are safe from the sweep without its commit
-DATA_KINDS = (None, "run", "stream_window", "dedup")  # manifests that commit files; a stream's own lists its polls
+DATA_KINDS = (None, "run", "stream_window", "dedup", "compact")  # manifests that commit files; a stream's own lists its polls
+COMPACTED = "_compacted"  # runs/_compacted/RUN_ID.json: the manifests of runs whose files a compaction merged
 _PACKAGES = ("newsbeam", "apache-beam", "feedparser", "trafilatura", "pyarrow", "py3langid")
 
 
@@ -118,6 +119,7 @@ class Commit:
     attempt: str | None
     committed_at: datetime
     files: frozenset | None
+    replaces: frozenset = frozenset()  # a compaction's: the (run_id, attempt) commits whose files it merged
 
 
 def runs_dir(out: str) -> str:
@@ -202,11 +204,14 @@ def commit_of(manifest: dict, run_id: str) -> Commit | None:
     if manifest.get("status") != "complete" or not re.fullmatch(_ATTEMPT, str(attempt)):
         return None
     files = manifest.get("files")
-    return Commit(run_id, attempt, _when(manifest.get("committed_at")), frozenset(files if isinstance(files, list) else ()))
+    replaces = frozenset((str(r.get("run_id")), r.get("attempt")) for r in manifest.get("replaces") or () if isinstance(r, dict))
+    return Commit(run_id, attempt, _when(manifest.get("committed_at")), frozenset(files if isinstance(files, list) else ()),
+                  replaces)
 
 
-def committed_runs(out: str) -> dict[str, Commit]:
-    """Every committed run of the dataset at `out`, by run id."""
+def committed_runs(out: str, replaced: set | None = None) -> dict[str, Commit]:
+    """Every committed run of the dataset at `out`, by run id; less those a compaction replaced (their manifests
+    are moved to runs/_compacted once it commits; a crash can leave some behind), which go into `replaced`."""
     commits = {}
     for match in _manifest_paths(runs_dir(out)):
         run_id = match.path.rsplit("/", 1)[-1][: -len(".json")]
@@ -215,7 +220,23 @@ def committed_runs(out: str) -> dict[str, Commit]:
         commit = commit_of(read_json(match.path), run_id)
         if commit is not None:
             commits[run_id] = commit
-    return commits
+    gone = {pair for commit in commits.values() for pair in commit.replaces}
+    if replaced is not None:
+        replaced.update(run_id for run_id, _ in gone)
+    return {run_id: c for run_id, c in commits.items() if (run_id, c.attempt) not in gone}
+
+
+def retired_path(out: str, run_id: str) -> str:
+    return FileSystems.join(runs_dir(out), COMPACTED, f"{run_id}.json")
+
+
+def was_compacted(out: str, run_id: str) -> bool:
+    """Whether a compaction merged this run's files (its manifest retired, or still waiting to be)."""
+    if FileSystems.exists(retired_path(out, run_id)):
+        return True
+    replaced: set = set()
+    committed_runs(out, replaced)
+    return run_id in replaced
 
 
 def launched_attempts(out: str, now: datetime | None = None) -> set[str]:

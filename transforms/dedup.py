@@ -49,8 +49,9 @@ from newsbeam.transforms.metrics import count
 from newsbeam.transforms.similarity import (Signature, band_hashes, copy_similarity, pick_copies, shared_bands,
                                             signatures)
 from newsbeam.transforms.stored import UNREADABLE, LookupKeys, ReadStoredBlocks, StoredView
-from newsbeam.transforms.stories import (MAX_STORY_GAP, POSTING_LIMIT, STORY_REACH, StoryFeatures, feature_keys,
-                                         resolve_links, state_feature_counts, story_features, story_links)
+from newsbeam.transforms.stories import (MAX_STORY_GAP, MIN_SHARED_NAMES, POSTING_LIMIT, STORY_REACH, StoryFeatures,
+                                         feature_keys, resolve_links, state_feature_counts, story_features,
+                                         story_links)
 from newsbeam.transforms.write import spill, unspill
 
 _FAR_FUTURE = "9999"
@@ -519,9 +520,9 @@ class StoryPick:
     records, and the IDF counts of the rest, for the keys that block's articles can ask for.
 
     Exact, and bounded by the run's documents, not the history: story_links takes a document's candidates
-    from the POSTING_LIMIT latest earlier articles of each of its names, so per document and name at most
-    that many stored rows are read (those of the same time too, for ties); the rest still count in the
-    block's IDF.
+    from the POSTING_LIMIT latest earlier articles of each of its names, among those that share
+    MIN_SHARED_NAMES names with it; so per document and name at most that many stored rows are read
+    (those of the same time too, for ties); the rest still count in the block's IDF.
     """
 
     def chunks(self, block: int) -> list[int]:
@@ -529,10 +530,6 @@ class StoryPick:
 
     def __call__(self, block: int, tables: dict, queries: list[tuple]) -> list[tuple]:
         window, reach = NEAR_WINDOW.total_seconds(), STORY_REACH.total_seconds()
-        asks: dict[str, list[float]] = {}  # name -> the times of the run's documents naming it
-        for when, names, _, _ in queries:
-            for name in names:
-                asks.setdefault(name, []).append(when)
         parts: tuple[list, list] = ([], [])
         left = []
         for chunk, home in ((block, True), (block - 1, False)):
@@ -542,7 +539,7 @@ class StoryPick:
             if not home:  # the block before's rows that visit this one (blocked)
                 since = datetime.fromtimestamp(block * window - reach, timezone.utc)
                 table = table.filter(pc.greater_equal(table.column("published_at"), pa.scalar(since, table.schema.field("published_at").type)))
-            shares = _rows_naming(table, asks)
+            shares = _rows_naming(table, queries)
             for row in table.filter(shares).to_pylist():
                 parts[0 if home else 1].append(stored_story_record(row))
             left.append(table.filter(pc.invert(shares)))
@@ -559,26 +556,34 @@ class StoryPick:
         return [(block, (*parts, state_feature_counts(rest, name_keys, term_keys)))]
 
 
-def _rows_naming(table: pa.Table, asks: dict[str, list[float]]) -> pa.Array:
-    """A boolean mask of the story-state rows that are among the POSTING_LIMIT latest rows naming a name of
-    `asks` published before (or at) one of its times."""
-    column = table.column("names").combine_chunks()
-    hits = pc.is_in(column.flatten(), value_set=pa.array(sorted(asks), pa.string()))
-    rows = pc.filter(pc.list_parent_indices(column), hits).to_numpy(zero_copy_only=False)
-    names = pc.filter(column.flatten(), hits).to_numpy(zero_copy_only=False)
-    when = pc.cast(pc.cast(table.column("published_at"), pa.timestamp("us", tz="UTC")), pa.int64()).to_numpy() / 1e6
+def _rows_naming(table: pa.Table, queries: list[tuple]) -> pa.Array:
+    """A boolean mask of the story-state rows that can be a candidate of one of the run's documents (queries: its
+    time and names first): rows among the POSTING_LIMIT latest naming MIN_SHARED_NAMES of its names before it
+    (or at its time: ties are kept)."""
     mask = np.zeros(len(table), dtype=bool)
+    asked = sorted({name for query in queries for name in query[1]})
+    column = table.column("names").combine_chunks()
+    hits = pc.is_in(column.flatten(), value_set=pa.array(asked, pa.string()))
+    rows = pc.filter(pc.list_parent_indices(column), hits).to_numpy(zero_copy_only=False)
     if not len(rows):
         return pa.array(mask)
+    names = pc.filter(column.flatten(), hits).to_numpy(zero_copy_only=False)
+    when = pc.cast(pc.cast(table.column("published_at"), pa.timestamp("us", tz="UTC")), pa.int64()).to_numpy() / 1e6
     order = np.lexsort((when[rows], names))
     rows, names = rows[order], names[order]
     starts = np.flatnonzero(np.r_[True, names[1:] != names[:-1]])
-    for start, end in zip(starts, np.r_[starts[1:], len(names)]):
-        named = rows[start:end]  # the rows naming one name, oldest first
-        times = when[named]
-        for t in asks[names[start]]:
-            last = np.searchsorted(times, t, side="right")
-            mask[named[max(0, np.searchsorted(times, t, side="left") - POSTING_LIMIT):last]] = True
+    named = {names[start]: rows[start:end] for start, end in zip(starts, np.r_[starts[1:], len(names)])}  # oldest first
+    for t, doc_names, *_ in queries:
+        windows = []
+        for name in doc_names:
+            if name in named:
+                found = named[name]
+                times = when[found]
+                windows.append(found[max(0, np.searchsorted(times, t, side="left") - POSTING_LIMIT):
+                                     np.searchsorted(times, t, side="right")])
+        if len(windows) >= MIN_SHARED_NAMES:
+            candidates, shared = np.unique(np.concatenate(windows), return_counts=True)
+            mask[candidates[shared >= MIN_SHARED_NAMES]] = True
     return pa.array(mask)
 
 

@@ -1,0 +1,179 @@
+"""`newsbeam compact` (pipeline/compact_cmd.py, transforms/compact.py) on datasets that real runs wrote over a
+loopback web: files fall to one a partition, every row stays (a content hash of each row), the next run decides
+as it would have, a crash at each write boundary leaves a dataset readers see whole and the next command
+finishes the job, and a compacted run cannot be rerun under its id. Read back with pandas."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from newsbeam.pipeline.cli import main
+from newsbeam.pipeline.compact_cmd import compact
+from newsbeam.pipeline.lock import LockedError, writer_lock
+from newsbeam.pipeline.stream_cmd import next_uncompacted, poll_id
+from newsbeam.transforms.commits import committed_runs, retired_path
+from newsweb import article_page, body_paragraphs
+from test_stored import feed_file, run
+
+TABLES = ("articles", "duplicates", "errors")
+TODAY = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+DAYS = [f"{TODAY - timedelta(days=d):%Y-%m-%d}" for d in (2, 1)]  # within the near and story lookbacks
+
+
+def story(web, i: int, site: str = "a", paragraphs: list[str] | None = None) -> str:
+    day = DAYS[i % len(DAYS)]
+    return web.add(f"/{site}/s{i}.html", article_page(f"Story {i} of {site}", paragraphs or body_paragraphs(i, 6),
+                                                      f"https://{site}.example/s{i}", site.upper(), f"{day}T08:00:00Z"))
+
+
+@pytest.fixture(scope="module")
+def history(module_web, tmp_path_factory):
+    """Four runs into one dataset: new stories each time over two days, a copy or two, a link that fails."""
+    web, folder = module_web, tmp_path_factory.mktemp("history")
+    out = folder / "data"
+    for r in range(4):
+        links = {f"Story {i}": story(web, i) for i in range(3 * r, 3 * r + 3)}
+        links[f"Copy {r}"] = story(web, 100 + r, "b", body_paragraphs(3 * r, 6))  # the same text at another site
+        links[f"Gone {r}"] = web.url(f"/missing-{r}.html")  # a 404: an error row
+        run(feed_file(web, folder, f"/feed{r}.xml", links), out, f"r{r}")
+    return web, folder, out
+
+
+def rows_of(out: Path) -> dict[str, Counter]:
+    """Every row of each table, as pandas reads the folder, by a hash of its content."""
+    found = {}
+    for table in TABLES:
+        frame = pd.read_parquet(out / table) if (out / table).exists() else pd.DataFrame()
+        found[table] = Counter(hashlib.sha256(json.dumps(row, sort_keys=True, default=str).encode()).hexdigest()
+                               for row in frame.to_dict("records"))
+    return found
+
+
+def partition_files(out: Path) -> dict[str, int]:
+    return dict(Counter(str(p.parent.relative_to(out)) for table in TABLES for p in (out / table).rglob("*.parquet")))
+
+
+def copy_of(out: Path, to: Path) -> Path:
+    shutil.copytree(out, to)
+    return to
+
+
+def test_compact_merges_each_partition_into_one_file_and_keeps_every_row(history, tmp_path):
+    _, _, original = history
+    out = copy_of(original, tmp_path / "data")
+    before, files_before = rows_of(out), partition_files(out)
+    state_before = len(list((out / "_state").rglob("*.parquet")))
+    assert max(files_before.values()) > 1, "the runs left several files in a partition"
+
+    done = compact(str(out), keep_recent=timedelta(0))
+
+    assert done["compacted_runs"] == 4
+    assert rows_of(out) == before  # not a row lost or doubled
+    assert set(partition_files(out)) == set(files_before) and set(partition_files(out).values()) == {1}
+    assert len(list((out / "_state").rglob("*.parquet"))) < state_before
+    assert [p.name for p in (out / "runs").glob("*.json")] == [f"{done['run_id']}.json"]
+    assert sorted(p.name for p in (out / "runs" / "_compacted").glob("*.json")) == [f"r{r}.json" for r in range(4)]
+    assert not list((out / "_compact").glob("*")), "nothing left in the staging folder"
+    assert list(committed_runs(str(out))) == [done["run_id"]]
+
+
+def test_compacting_again_changes_nothing(history, tmp_path):
+    out = copy_of(history[2], tmp_path / "data")
+    compact(str(out), keep_recent=timedelta(0))
+    files = sorted(str(p) for p in out.rglob("*") if p.is_file())
+    assert compact(str(out), keep_recent=timedelta(0))["compacted_runs"] == 0
+    assert sorted(str(p) for p in out.rglob("*") if p.is_file()) == files
+
+
+NEW_STORY = ["Ferry crews at the harbour walked out on Monday over the new night rota, the union said.",
+             "The operator said two of its five crossings would still sail and that talks would resume on Thursday.",
+             "Passengers queued at the terminal from dawn; some were turned back when the last boat filled.",
+             "The union wants the rota delayed until a review of rest hours, which the operator rejects.",
+             "Freight lorries were diverted to the northern route, adding two hours to the journey.",
+             "Both sides said they expected a deal before the holiday timetable begins next month."]
+
+
+def next_run(web, folder: Path, out: Path, run_id: str) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
+    """A run that meets the history every way: a stored link, a stored text at a new URL, an edited copy, a new story."""
+    links = {"Stored": story(web, 1), "Same text": story(web, 200, "c", body_paragraphs(4, 6)),
+             "Edited": story(web, 201, "d", body_paragraphs(7, 6) + ["The copy adds a paragraph of its own at the end, as syndicated copies do."]),
+             "New": story(web, 300, "e", NEW_STORY)}
+    manifest = run(feed_file(web, folder, "/next.xml", links), out, run_id)
+    mine = lambda frame: frame[frame.run_id == run_id].drop(columns=["run_id", "fetched_at"], errors="ignore")  # noqa: E731
+    articles = mine(pd.read_parquet(out / "articles"))[["url", "article_id", "story_id", "content_hash"]]
+    duplicates = mine(pd.read_parquet(out / "duplicates"))[["url", "tier", "duplicate_of"]]
+    return manifest, articles.sort_values("url", ignore_index=True), duplicates.sort_values("url", ignore_index=True)
+
+
+def test_the_next_run_decides_as_it_would_have_without_compaction(history, tmp_path):
+    web, folder, original = history
+    plain, compacted = copy_of(original, tmp_path / "plain"), copy_of(original, tmp_path / "compacted")
+    compact(str(compacted), keep_recent=timedelta(0))
+
+    expected = next_run(web, folder, plain, "next")
+    got = next_run(web, folder, compacted, "next")
+    assert got[0]["links"] == expected[0]["links"] and expected[0]["links"]["already_stored"] == 1
+    pd.testing.assert_frame_equal(got[1], expected[1])
+    pd.testing.assert_frame_equal(got[2], expected[2])
+    assert set(expected[2].tier) == {"exact", "near"}, expected[2]  # a text and an edited copy of the history
+
+
+@pytest.mark.parametrize("stop", ["journal", "files", "commit", "swap"])
+def test_a_compaction_cut_short_at_each_boundary_is_finished_by_the_next_command(history, tmp_path, stop):
+    out = copy_of(history[2], tmp_path / "data")
+    before = rows_of(out)
+
+    compact(str(out), keep_recent=timedelta(0), stop_after=stop)  # returns as a crash there would leave it
+    assert rows_of(out) == before, f"a reader after a crash at {stop!r} sees every row once"
+
+    if stop in ("commit", "swap"):  # committed: any command under the lock finishes it; a run is one
+        assert len(committed_runs(str(out))) == 1
+        run(feed_file(history[0], tmp_path, "/empty.xml", {}), out, "after")
+        assert rows_of(out) == before
+        assert set(partition_files(out).values()) == {1}
+    done = compact(str(out), keep_recent=timedelta(0))
+    assert rows_of(out) == before
+    assert set(partition_files(out).values()) == {1}
+    assert not list((out / "_compact").glob("*"))
+    assert not [p for p in out.rglob("*.parquet") if committed_runs(str(out)) and
+                not any(str(p.relative_to(out)) in c.files for c in committed_runs(str(out)).values())], \
+        "every file left is committed" + str(done)
+
+
+def test_a_compacted_run_is_not_rerun_under_its_id(history, tmp_path, capsys):
+    web, folder, original = history
+    out = copy_of(original, tmp_path / "data")
+    assert main(["compact", str(out), "--keep-recent", "0.000001"]) == 0
+    assert "4 runs compacted" in capsys.readouterr().out
+    feeds = feed_file(web, folder, "/feed0.xml", {"Story 0": story(web, 0)})
+    assert main(["run", "--feeds", str(feeds), "--out", str(out), "--run-id", "r1", "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "r1" in err[0] and "was compacted" in err[0]
+
+
+def test_compact_waits_for_no_one_and_refuses_a_held_dataset_or_a_folder_that_is_not_one(history, tmp_path, capsys):
+    out = copy_of(history[2], tmp_path / "data")
+    with writer_lock(str(out), "busy", "run"):
+        with pytest.raises(LockedError):
+            compact(str(out), keep_recent=timedelta(0))
+    assert main(["compact", str(tmp_path)]) == 2
+    assert "not a newsbeam dataset" in capsys.readouterr().err
+
+
+def test_a_restarted_stream_numbers_its_polls_after_the_compacted_ones(tmp_path):
+    out = str(tmp_path)
+    assert next_uncompacted(out, "s", 1) == 1
+    for n in range(1, 38):  # polls 1..37 compacted
+        path = Path(retired_path(out, poll_id("s", n)))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+    assert next_uncompacted(out, "s", 1) == 38
+    assert next_uncompacted(out, "s", 40) == 40
