@@ -24,9 +24,15 @@ weeks), N/runs articles each. Per run:
   words).
 Runs are committed by manifests as newsbeam writes them (runs/RUN_ID.json naming every file).
 
+With --compacted, each history is also compacted (`newsbeam compact`, cached beside it; timed, its
+file counts before and after, a hash of every table row compared) and measured again, and the
+sample run's decisions there are compared with those over the uncompacted history. The runs are
+made with --no-compact: compaction is measured apart.
+
 The ratios (wall and RSS growth against N = 0) come from one invocation, sizes measured in turn
 --repeat times, medians reported. Targets (issue 16): at 1M within 1.5x the wall time and +300
-MiB peak RSS of the empty run; at 10M within 2x the wall time.
+MiB peak RSS of the empty run; at 10M within 2x the wall time (with --compacted, for the
+compacted histories: a dataset is compacted as it grows, by its runs or by `newsbeam compact`).
 
     python benchmarks/history_scale.py --sizes 0,100000,1000000,10000000 --repeat 3
 """
@@ -223,16 +229,16 @@ def row_hashes(out: Path) -> dict:
 
 
 LAUNCHER = """
-import json, resource, sys, time
+import json, sys, time
 from newsbeam.pipeline.job import load_stored_state
-def rss():
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * 4096
-before = rss()
+def status(field):  # VmRSS / VmHWM in bytes (getrusage's ru_maxrss survives exec: it would count the parent's)
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith(field + ":"))
+before = status("VmRSS")
 t0 = time.perf_counter()
 stored = load_stored_state(sys.argv[1], "history-probe")
 seconds = time.perf_counter() - t0
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+peak = status("VmHWM")
 print(json.dumps({"seconds": round(seconds, 3), "rss_growth_mib": round(max(0, peak - before) / 2**20, 1)}))
 """
 
@@ -254,7 +260,7 @@ def measure(history: Path, scratch: Path, label: str, timeout: float) -> dict:
     shutil.rmtree(out, ignore_errors=True)
     scratch.mkdir(parents=True, exist_ok=True)
     subprocess.run(["cp", "-al", str(history), str(out)], check=True)
-    cmd = [*newsbeam_command(), "run", "--out", str(out), "--run-id", "sample", "-q"]
+    cmd = [*newsbeam_command(), "run", "--out", str(out), "--run-id", "sample", "-q", "--no-compact"]  # compaction: apart
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     watch = Watch(proc.pid, timeout, 0)

@@ -76,6 +76,8 @@ def _add_run_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--out", metavar="DIR", default=DEFAULT_OUT, help=f"output dataset folder (default: {DEFAULT_OUT})")
     command.add_argument("--run-id", metavar="ID", help="name of this run; re-running an id replaces that run once the new one "
                          "commits (default: UTC time + random suffix)")
+    command.add_argument("--no-compact", action="store_true", help="never compact the dataset at the end of a local run "
+                         "(by default it does once 48 runs older than a day wait for it; see `newsbeam compact`)")
     command.add_argument("--allow-private-network", action="store_true",
                      help="allow fetching from loopback, private, link-local and reserved addresses (refused by default)")
     command.add_argument("--allow-network", action="append", default=[], type=_network, metavar="CIDR",
@@ -257,6 +259,7 @@ def _run_config(args, beam_args):
         ),
         sample=sample,
         wait=getattr(args, "wait", False),
+        compact=not args.no_compact,
     )
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     if sample:
@@ -272,6 +275,9 @@ def _run(args, beam_args) -> int:
     manifest = run_job(config, beam_args, progress=not args.quiet)
     print(manifest["summary"])
     print(f"manifest: {manifest['path']}")
+    if manifest.get("compacted"):
+        say(f"newsbeam: compacted {manifest['compacted']['compacted_runs']} earlier runs' files: "
+            f"{manifest['compacted']['files_before']} -> {manifest['compacted']['files_after']}")
     if "links" in manifest and not manifest["links"]["balanced"]:
         print("newsbeam: warning: some links are not accounted for; see 'links' in the manifest", file=sys.stderr)
     return 0

@@ -39,6 +39,7 @@ from newsbeam.transforms.compact import legacy_key_tables, merge, plan
 from newsbeam.transforms.write import parquet_bytes, write_file
 
 KEEP_RECENT = timedelta(hours=24)  # runs committed this recently are left alone, so they can still be rerun
+AUTO_COMPACT = 48  # a local run compacts as it ends once this many runs are older than KEEP_RECENT
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
@@ -50,20 +51,30 @@ def compact_dir(out: str) -> str:
 def compact(out: str, keep_recent: timedelta = KEEP_RECENT, now: datetime | None = None, stop_after: str | None = None) -> dict:
     """Compact the dataset at `out`; a summary. `stop_after` ("journal", "files", "commit", "swap") stops there, as a
     crash would (for the tests of each boundary)."""
-    if not FileSystems.exists(runs_dir(out)):
+    if not FileSystems.match([FileSystems.join(runs_dir(out), "*.json")])[0].metadata_list:  # an object store has no folders
         raise UsageError(f"{out} is not a newsbeam dataset (it has no runs/ folder of manifests)")
     with writer_lock(out, "compact", "compact"):
-        finish_compactions(out)
-        sweep(out, committed_runs(out), launched_attempts(out))  # what a crashed run or compaction left uncommitted
-        if launched_attempts(out):
-            raise UsageError(f"{out} has a job handed to a remote runner that may still be writing into it; "
-                             "compact once it has finished (or its launch record in runs/launched is gone)")
-        now = now or datetime.now(timezone.utc)
-        commits = committed_runs(out)
-        the_plan = plan(out, commits, now, keep_recent)
-        if not the_plan.worth_it:
-            return {"compacted_runs": 0, "files_before": 0, "files_after": 0}
-        return _compact(out, the_plan, now, stop_after)
+        return compact_locked(out, keep_recent, now, stop_after)
+
+
+def compact_locked(out: str, keep_recent: timedelta = KEEP_RECENT, now: datetime | None = None,
+                   stop_after: str | None = None, at_least: int = 2) -> dict:
+    """compact(), the caller holding the dataset's lock; only when `at_least` runs are old enough to merge."""
+    finish_compactions(out)
+    sweep(out, committed_runs(out), launched_attempts(out))  # what a crashed run or compaction left uncommitted
+    if launched_attempts(out):
+        raise UsageError(f"{out} has a job handed to a remote runner that may still be writing into it; "
+                         "compact once it has finished (or its launch record in runs/launched is gone)")
+    now = now or datetime.now(timezone.utc)
+    the_plan = plan(out, committed_runs(out), now, keep_recent)
+    if not the_plan.worth_it or len(the_plan.chosen) < at_least:
+        return {"compacted_runs": 0, "files_before": 0, "files_after": 0}
+    return _compact(out, the_plan, now, stop_after)
+
+
+def due(commits: dict, now: datetime, keep_recent: timedelta = KEEP_RECENT) -> bool:
+    """Whether a local run should compact the dataset as it ends: AUTO_COMPACT runs are old enough to merge."""
+    return sum(c.committed_at < now - keep_recent for c in commits.values()) >= AUTO_COMPACT
 
 
 def _compact(out: str, the_plan, now: datetime, stop_after: str | None) -> dict:
@@ -75,8 +86,11 @@ def _compact(out: str, the_plan, now: datetime, stop_after: str | None) -> dict:
     if stop_after == "journal":
         return {}
     legacy = legacy_key_tables(out, the_plan.legacy, run_id) if the_plan.legacy else {}
-    files, staged = [], []
+    files, staged, carried = [], [], []
     for group in the_plan.groups:
+        carried.extend({"table": group.folder, "path": path, "rows": parquet_rows(path)} for path in group.carried)
+        if not group.inputs and not (group.folder == "_state/keys" and group.place in legacy):
+            continue
         pieces = merge(group, now, run_id, legacy.get(group.place) if group.folder == "_state/keys" else None)
         if group.folder in TABLES:
             partition = FileSystems.join(out, group.place)
@@ -96,7 +110,8 @@ def _compact(out: str, the_plan, now: datetime, stop_after: str | None) -> dict:
                 write_file(path, parquet_bytes(table, row_group_size), len(table))
                 files.append({"table": group.folder, "path": path, "rows": len(table)})
     write_json(FileSystems.join(staging, "plan.json"), journal)
-    checked = tables_of(staged + [f for f in files if f["table"] not in TABLES])  # every footer read back
+    checked = tables_of(staged + carried + [f for f in files if f["table"] not in TABLES])  # every footer read back
+    files += carried
     if stop_after == "files":
         return {}
     manifest = {
@@ -112,8 +127,8 @@ def _compact(out: str, the_plan, now: datetime, stop_after: str | None) -> dict:
     if stop_after == "commit":
         return {}
     finish_compactions(out, stop_after=stop_after)
-    return {"run_id": run_id, "compacted_runs": len(the_plan.chosen), "files_before": len(journal["inputs"]),
-            "files_after": len(files), "manifest": manifest_path(out, run_id)}
+    return {"run_id": run_id, "compacted_runs": len(the_plan.chosen), "files_before": len(journal["inputs"]) + len(carried),
+            "files_after": len(files), "carried": len(carried), "manifest": manifest_path(out, run_id)}
 
 
 def _link_the_rest(partition: str, stage: str, inputs: set[str]) -> None:

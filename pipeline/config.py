@@ -29,6 +29,7 @@ class RunConfig:
     fetch: FetchSettings = field(default_factory=FetchSettings)
     sample: bool = False
     wait: bool = False  # wait for a remote runner's job to finish (local runs always do)
+    compact: bool = True  # a local run compacts the dataset once enough earlier runs wait for it (compact_cmd.due)
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from apache_beam.options.pipeline_options import PipelineOptions, StandardOption
 
 from newsbeam.pipeline.build import build_pipeline
 from newsbeam.pipeline.config import RunConfig, StoredState
-from newsbeam.pipeline.compact_cmd import finish_compactions, refuse_compacted_rerun
+from newsbeam.pipeline.compact_cmd import AUTO_COMPACT, compact_locked, due, finish_compactions, refuse_compacted_rerun
 from newsbeam.pipeline.lock import writer_lock
 from newsbeam.pipeline.manifest import beam_metrics, summary_line
 from newsbeam.pipeline.progress import ProgressReporter
@@ -180,7 +180,10 @@ def _run_locked(config: RunConfig, options: PipelineOptions, progress: bool, wai
     manifest["path"] = write_manifest(config.out, config.run_id, manifest)
     said = {path for path, _ in stored.unreadable}
     say_unreadable([(path, reason) for path, reason in unreadable_in(manifest) if path not in said])
-    manifest["swept"] = len(sweep(config.out, committed_runs(config.out), launched_attempts(config.out)))
+    commits = committed_runs(config.out)
+    manifest["swept"] = len(sweep(config.out, commits, launched_attempts(config.out)))
+    if config.compact and is_local(options) and due(commits, datetime.now(timezone.utc)):
+        manifest["compacted"] = compact_locked(config.out, at_least=AUTO_COMPACT)  # under this run's lock
     manifest["summary"] = summary_line(manifest)
     return manifest
 

@@ -101,6 +101,35 @@ NEW_STORY = ["Ferry crews at the harbour walked out on Monday over the new night
              "Both sides said they expected a deal before the holiday timetable begins next month."]
 
 
+LATER_STORY = ["The observatory on the ridge reopened after two winters of repairs to its dome, the trust said.",
+               "Volunteers rebuilt the track motor by hand; the lens itself needed only cleaning.",
+               "School groups can book evening sessions from next week, with the first clear night already full.",
+               "The trust still needs a new roof for the visitor hut before the autumn storms arrive.",
+               "A local firm has offered the timber; the trust is asking for help with the labour.",
+               "The dome will open to everyone on the first Saturday of each month."]
+
+
+def test_a_later_compaction_rewrites_what_changed_and_keeps_the_rest(history, tmp_path):
+    web, folder, original = history
+    out = copy_of(original, tmp_path / "data")
+    compact(str(out), keep_recent=timedelta(0))
+    first = {p.parent.name: p for p in (out / "articles").rglob("*.parquet")}
+    latest = max(first)  # a new run adds to one partition only
+    later = story(web, 50 + DAYS.index(latest[len("date="):]), "f", LATER_STORY)
+    run(feed_file(web, folder, "/later.xml", {"Later": later}), out, "later")
+    before = rows_of(out)
+
+    done = compact(str(out), keep_recent=timedelta(0))
+    assert done["compacted_runs"] == 2 and done["carried"] > 0
+    again = {p.parent.name: p for p in (out / "articles").rglob("*.parquet")}
+    assert set(again) == set(first)
+    changed = {day for day in first if again[day] != first[day]}
+    assert len(changed) == 1 and all(again[d] == first[d] for d in set(first) - changed)  # the rest carried over
+    assert rows_of(out) == before
+    run(feed_file(web, tmp_path, "/empty.xml", {}), out, "after")  # its sweep keeps what the compaction carried
+    assert rows_of(out) == before and all(p.exists() for p in again.values())
+
+
 def next_run(web, folder: Path, out: Path, run_id: str) -> tuple[dict, pd.DataFrame, pd.DataFrame]:
     """A run that meets the history every way: a stored link, a stored text at a new URL, an edited copy, a new story."""
     links = {"Stored": story(web, 1), "Same text": story(web, 200, "c", body_paragraphs(4, 6)),
@@ -148,6 +177,33 @@ def test_a_compaction_cut_short_at_each_boundary_is_finished_by_the_next_command
         "every file left is committed" + str(done)
 
 
+def test_a_reader_during_compaction_sees_every_row_once(history, tmp_path):
+    """pandas reading the tables over and over while compact swaps the partitions: each read that succeeds has every
+    row once (one that listed a partition just before its swap may fail to find a file, and reads again)."""
+    import threading
+
+    out = copy_of(history[2], tmp_path / "data")
+    before = rows_of(out)
+    reads, stop = [], threading.Event()
+
+    def reader():
+        while not stop.is_set():
+            try:
+                reads.append(rows_of(out) == before)
+            except (FileNotFoundError, OSError):
+                reads.append(None)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    try:
+        compact(str(out), keep_recent=timedelta(0))
+    finally:
+        stop.set()
+        thread.join()
+    assert reads and False not in reads, reads
+    assert rows_of(out) == before
+
+
 def test_a_compacted_run_is_not_rerun_under_its_id(history, tmp_path, capsys):
     web, folder, original = history
     out = copy_of(original, tmp_path / "data")
@@ -166,6 +222,31 @@ def test_compact_waits_for_no_one_and_refuses_a_held_dataset_or_a_folder_that_is
             compact(str(out), keep_recent=timedelta(0))
     assert main(["compact", str(tmp_path)]) == 2
     assert "not a newsbeam dataset" in capsys.readouterr().err
+
+
+def test_a_local_run_compacts_once_enough_old_runs_wait_and_not_with_no_compact(module_web, tmp_path):
+    from dataclasses import replace
+
+    from newsbeam.pipeline.compact_cmd import AUTO_COMPACT
+    from newsbeam.pipeline.config import RunConfig
+    from newsbeam.pipeline.job import run_job
+    from newsbeam.transforms.sources import read_sources
+    from test_stored import FAST, _history
+
+    out = tmp_path / "data"
+    _history(out, runs=AUTO_COMPACT, articles=2)  # hand-made runs, committed two days ago
+    for path in (out / "runs").glob("*.json"):
+        manifest = json.loads(path.read_text())
+        path.write_text(json.dumps({**manifest, "committed_at": (datetime.now(timezone.utc) - timedelta(days=2)).isoformat()}))
+    feeds = feed_file(module_web, tmp_path, "/auto.xml", {"Story": story(module_web, 400, "g", LATER_STORY)})
+    config = RunConfig(feeds=read_sources(str(feeds)), feeds_location=str(feeds), out=str(out), run_id="held", fetch=FAST)
+
+    assert "compacted" not in run_job(replace(config, compact=False))
+    assert len(list((out / "runs").glob("*.json"))) == AUTO_COMPACT + 1
+    manifest = run_job(replace(config, run_id="next"))
+    assert manifest["compacted"]["compacted_runs"] == AUTO_COMPACT  # "held" is too recent, and so is "next"
+    assert sorted(p.name for p in (out / "runs").glob("*.json")) == sorted(
+        [f"{manifest['compacted']['run_id']}.json", "held.json", "next.json"])
 
 
 def test_a_restarted_stream_numbers_its_polls_after_the_compacted_ones(tmp_path):

@@ -60,6 +60,17 @@ def test_dedup_finds_copies_across_merged_datasets(web, tmp_path):
     assert story_state.story_id.notna().all() and story_state.names.map(len).gt(0).all()
     assert sorted(p.name for p in (tmp_path / "deduped").iterdir()) == ["_state", "articles", "duplicates", "runs"]  # no spill left
 
+    # A run into the deduplicated dataset knows its links through the key index dedup wrote: the kept pier story's
+    # and the teaser's (a duplicate's link) are stored, and not fetched again.
+    pier, teaser_link = web.url("/east/pier.html"), web.url("/west/pier-teaser.html")
+    fetched = web.requests.count("/east/pier.html"), web.requests.count("/west/pier-teaser.html")
+    feeds = tmp_path / "again.txt"
+    feeds.write_text(web.add("/again.xml", rss("again", [{"title": "Pier", "link": pier}, {"title": "Teaser", "link": teaser_link}])))
+    again = run_job(RunConfig(feeds=read_sources(str(feeds)), feeds_location=str(feeds), out=str(tmp_path / "deduped"),
+                              run_id="hourly", fetch=FAST))
+    assert again["links"]["already_stored"] == 2 and again["counts"]["stored_keys_found"] == 2
+    assert (web.requests.count("/east/pier.html"), web.requests.count("/west/pier-teaser.html")) == fetched
+
 
 def test_dedup_usage_mistakes_are_one_line(tmp_path):
     (tmp_path / "empty").mkdir()

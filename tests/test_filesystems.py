@@ -12,7 +12,7 @@ import json
 import os
 import posixpath
 import shutil
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import apache_beam as beam
 import pandas as pd
@@ -151,6 +151,27 @@ def test_feed_list_dataset_and_state_on_a_remote_filesystem(bucket, module_web, 
         found = p | beam.Create(wanted) | LookupKeys(StoredView(out, "two", datetime.now(timezone.utc)))
         assert_that(found["found"] | beam.Keys(), equal_to(wanted))
     assert len(pd.read_parquet(bucket / "data" / "articles")) == len(articles)
+
+
+def test_compact_on_an_object_store_keeps_every_row_and_the_next_run_goes_on(bucket, module_web, tmp_path, capsys):
+    from newsbeam.pipeline.compact_cmd import compact
+
+    _, feeds, out = news_in_bucket(bucket, module_web, tmp_path)
+    for run_id in ("one", "two"):
+        run_job(RunConfig(feeds=read_sources(feeds), feeds_location=feeds, out=out, run_id=run_id, fetch=LOCAL))
+    tables = ("articles", "duplicates", "errors")
+    before = {t: sorted(map(str, pd.read_parquet(bucket / "data" / t).to_dict("records"))) for t in tables}
+
+    done = compact(out, keep_recent=timedelta(0))
+
+    assert done["compacted_runs"] == 2
+    assert {t: sorted(map(str, pd.read_parquet(bucket / "data" / t).to_dict("records"))) for t in tables} == before
+    assert [p.name for p in (bucket / "data" / "runs").glob("*.json")] == [f"{done['run_id']}.json"]
+    assert not [p for p in (bucket / "data" / "_compact").rglob("*") if p.is_file()], "no staged object left"
+    third = run_job(RunConfig(feeds=read_sources(feeds), feeds_location=feeds, out=out, run_id="three", fetch=LOCAL))
+    assert third["stored_before"]["feed_states"] > 0 and third["links"]["articles"] == 0
+    assert main(["compact", f"{SCHEME}news-bucket/nothing-here"]) == 2
+    assert "not a newsbeam dataset" in capsys.readouterr().err
 
 
 def test_feeds_command_reads_a_remote_dataset(bucket, tmp_path, capsys, module_web):

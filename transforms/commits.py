@@ -297,6 +297,7 @@ def garbage(out: str, paths: list[str], commits: dict[str, Commit], protected=fr
     `only_run`, only that run's files are considered.
     """
     doomed = []
+    named = {name for c in commits.values() if c.files for name in c.files}  # a compaction names files it carried over
     for path in paths:
         owner = owner_of(path)
         if owner is None or (only_run is not None and owner.run_id != only_run):
@@ -309,7 +310,7 @@ def garbage(out: str, paths: list[str], commits: dict[str, Commit], protected=fr
         elif owner.attempt is None:
             if commit is not None and commit.files is not None:
                 doomed.append(path)
-        elif commit is None or commit.attempt != owner.attempt or relative(out, path) not in commit.files:
+        elif relative(out, path) not in named:
             doomed.append(path)
     return doomed
 

@@ -27,13 +27,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from newsbeam.schemas import SCHEMA_VERSION, STATE, TABLES
-from newsbeam.transforms.commits import Commit, chunk_of, committed_files, relative
+from newsbeam.transforms.commits import Commit, chunk_of, committed_files, parquet_rows, relative
 from newsbeam.transforms.dedup import NEAR_LOOKBACK
 from newsbeam.transforms.stored import KEY_ROW_GROUP, KEY_SHARDS, _indexed, legacy_keys, shard_of
 from newsbeam.transforms.stories import MAX_STORY_GAP
 from newsbeam.transforms.write import read_columns
 
 ROWS_PER_FILE = 1_000_000  # a compacted table file holds at most this many rows
+KEY_TIER = 8  # a key shard's biggest file is rewritten once the others hold an eighth of its rows
 LOOKBACK = {"near": NEAR_LOOKBACK, "story": MAX_STORY_GAP}
 
 
@@ -43,7 +44,8 @@ class Group:
 
     folder: str  # "articles", "_state/keys", ...
     place: str  # a table's partition folder (relative to the dataset), or a state file's chunk number as text
-    inputs: list[str] = field(default_factory=list)  # paths, newest commit first
+    inputs: list[str] = field(default_factory=list)  # paths to merge, newest commit first
+    carried: list[str] = field(default_factory=list)  # paths kept as they are, named again by the new manifest
 
 
 @dataclass
@@ -75,7 +77,25 @@ def plan(out: str, commits: dict[str, Commit], now: datetime, keep_recent: timed
     if legacy:  # their keys, from their tables, fall in every shard
         for shard in range(KEY_SHARDS):
             groups.setdefault(("_state/keys", str(shard)), Group("_state/keys", str(shard)))
+    for group in groups.values():
+        _carry(group, bool(legacy))
     return Plan(chosen, sorted(groups.values(), key=lambda g: (g.folder, g.place)), legacy)
+
+
+def _carry(group: Group, legacy: bool) -> None:
+    """Leave as they are the files merging would only copy: a group's one file (near and story state excepted: their
+    old rows go), and a key shard's big file when the rest is small beside it (size tiers: compacting daily then
+    rewrites about a KEY_TIER-th of the index, not all of it, and a lookup opens two files a shard)."""
+    name = group.folder.split("/")[-1]
+    if name in LOOKBACK or (name == "keys" and legacy):
+        return
+    if len(group.inputs) == 1:
+        group.carried, group.inputs = group.inputs, []
+    elif name == "keys" and len(group.inputs) > 2:
+        rows = {path: parquet_rows(path) for path in group.inputs}
+        biggest = max(group.inputs, key=rows.get)
+        if rows[biggest] >= KEY_TIER * (sum(rows.values()) - rows[biggest]):
+            group.carried, group.inputs = [biggest], [p for p in group.inputs if p != biggest]
 
 
 def _read(path: str, name: str) -> pa.Table:
