@@ -86,6 +86,32 @@ def test_template_arguments_become_run_options_and_the_rest_goes_to_beam():
 # The Dataflow job graph, built offline
 
 
+def test_the_dataflow_job_graph_is_the_same_size_over_a_large_stored_history(tmp_path):
+    """A dry run over an empty dataset and over 40 stored runs of 2,000 articles each (their key index, near and story
+    state): the translated Dataflow job is the same size, for nothing of the history is in it."""
+    import dataclasses
+    from datetime import datetime, timezone
+
+    from newsbeam.pipeline.job import load_stored_state
+    from newsbeam.transforms.stored import StoredView
+    from test_stored import _history, graph_size
+
+    out = tmp_path / "data"
+    config = RunConfig(feeds=read_sources(str(SAMPLE)), feeds_location=str(SAMPLE), out=str(out), run_id="dry")
+    before = datetime(2100, 1, 1, tzinfo=timezone.utc)
+
+    def dry_run() -> int:
+        stored = dataclasses.replace(load_stored_state(config.out, "dry"), view=StoredView(config.out, "dry", before))
+        p = beam.Pipeline(runner="DataflowRunner", options=PipelineOptions(DATAFLOW))
+        build_pipeline(p, config, stored, RunFiles(config.out, "dry", "0dd"), {"kind": "run"})
+        return graph_size(p.run().job.proto_pipeline)
+
+    empty = dry_run()
+    _history(out, runs=40, articles=2_000)
+    assert sum(1 for _ in out.glob("_state/keys/*.parquet")) == 40 * 16
+    assert dry_run() == empty
+
+
 def test_dry_run_builds_the_whole_job_graph_for_dataflow(tmp_path):
     options = PipelineOptions(DATAFLOW)
     config = RunConfig(feeds=read_sources(str(SAMPLE)), feeds_location=str(SAMPLE), out=str(tmp_path / "out"), run_id="dry")

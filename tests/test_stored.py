@@ -167,10 +167,11 @@ def test_a_run_committed_before_the_index_is_still_deduplicated_against(web, tmp
 # ---------------------------------------------------------------- the job graph
 
 
-def graph_size(p: beam.Pipeline) -> int:
-    """The serialized job graph's length. Beam's Create pickles a class of its own by value, and cloudpickle stamps it
-    with a new uuid4 at each build, inside a bz2 payload: those payloads are counted decompressed, uuids blanked."""
-    graph = p.to_runner_api()
+def graph_size(p) -> int:
+    """The serialized job graph's length (of a Pipeline, or of a pipeline proto as a runner translated it). Beam's
+    Create pickles a class of its own by value, and cloudpickle stamps it with a new uuid4 at each build, inside a
+    bz2 payload: those payloads are counted decompressed, uuids blanked."""
+    graph = p.to_runner_api() if isinstance(p, beam.Pipeline) else p
     for transform in graph.components.transforms.values():
         if transform.spec.urn == "beam:transform:pickled_python:v1":
             raw = bz2.decompress(base64.b64decode(transform.spec.payload))
