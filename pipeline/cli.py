@@ -158,8 +158,9 @@ def make_parser() -> argparse.ArgumentParser:
         description="Merge the files of DIR's committed runs (all but those of the last --keep-recent hours) into a few "
         "per table partition and state folder, rows unchanged, and their manifests into one. Crash-safe: the new "
         "files are written and read back before the old ones go; a reader of the tables sees each partition whole, "
-        "old or new. Run it as often as you like (daily suits an hourly schedule); when nothing is left to merge it "
-        "changes nothing. A compacted run cannot be rerun under its run id.",
+        "old or new. Run it as often as you like: when nothing is left to merge it changes nothing. Local runs "
+        "also compact by themselves once 48 runs older than a day wait (run --no-compact). A compacted run cannot be "
+        "rerun under its run id.",
     )
     compact.add_argument("dataset", metavar="DIR", help="a newsbeam output folder")
     compact.add_argument("--keep-recent", type=_positive(float), default=24.0, metavar="H",
