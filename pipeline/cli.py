@@ -177,6 +177,12 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def compacted_files(done: dict) -> str:
+    merged = done["files_before"] - done["carried"]
+    return (f"{merged} files merged into {done['files_after'] - done['carried']}, "
+            f"{done['carried']} kept as they were")
+
+
 def _compact(args) -> int:
     from datetime import timedelta
 
@@ -186,8 +192,7 @@ def _compact(args) -> int:
     if not done["compacted_runs"]:
         print(f"{args.dataset}: nothing to compact (no two runs older than {args.keep_recent:g} h, no partition of several files)")
     else:
-        print(f"{args.dataset}: {done['compacted_runs']} runs compacted: {done['files_before']} files -> {done['files_after']}; "
-              f"manifest: {done['manifest']}")
+        print(f"{args.dataset}: {done['compacted_runs']} runs compacted into one: {compacted_files(done)}; manifest: {done['manifest']}")
     return 0
 
 
@@ -277,8 +282,8 @@ def _run(args, beam_args) -> int:
     print(manifest["summary"])
     print(f"manifest: {manifest['path']}")
     if manifest.get("compacted"):
-        say(f"newsbeam: compacted {manifest['compacted']['compacted_runs']} earlier runs' files: "
-            f"{manifest['compacted']['files_before']} -> {manifest['compacted']['files_after']}")
+        say(f"newsbeam: compacted {manifest['compacted']['compacted_runs']} earlier runs into one: "
+            f"{compacted_files(manifest['compacted'])}")
     if "links" in manifest and not manifest["links"]["balanced"]:
         print("newsbeam: warning: some links are not accounted for; see 'links' in the manifest", file=sys.stderr)
     return 0

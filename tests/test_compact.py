@@ -208,7 +208,7 @@ def test_a_compacted_run_is_not_rerun_under_its_id(history, tmp_path, capsys):
     web, folder, original = history
     out = copy_of(original, tmp_path / "data")
     assert main(["compact", str(out), "--keep-recent", "0.000001"]) == 0
-    assert "4 runs compacted" in capsys.readouterr().out
+    assert "4 runs compacted into one: " in capsys.readouterr().out
     feeds = feed_file(web, folder, "/feed0.xml", {"Story 0": story(web, 0)})
     assert main(["run", "--feeds", str(feeds), "--out", str(out), "--run-id", "r1", "-q"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
