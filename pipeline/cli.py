@@ -339,6 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     from newsbeam.pipeline.lock import LockedError
     from newsbeam.pipeline.runner import RunnerError
     from newsbeam.transforms.commits import DatasetError
+    from newsbeam.transforms.compact import CompactionError
     from newsbeam.transforms.sources import SourcesError
 
     if args.command in ("run", "dedup", "stream") and not verbose and not any(a.startswith("--default_sdk_harness_log_level") for a in rest):
@@ -348,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         commands = {"extract": lambda: _extract(args), "feeds": lambda: _feeds(args), "compact": lambda: _compact(args), "stream": lambda: _stream(args, rest), "run": lambda: _run(args, rest), "dedup": lambda: _dedup(args, rest)}
         return commands[args.command]()
-    except (UsageError, SourcesError, RunnerError, LockedError, DatasetError) as exc:
+    except (UsageError, SourcesError, RunnerError, LockedError, DatasetError, CompactionError) as exc:
         print(f"newsbeam: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

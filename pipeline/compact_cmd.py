@@ -33,9 +33,9 @@ from newsbeam.pipeline.config import UsageError
 from newsbeam.pipeline.lock import writer_lock
 from newsbeam.schemas import TABLES
 from newsbeam.transforms.commits import (RunFiles, commit_of, committed_runs, launched_attempts, manifest_path,
-                                         new_attempt, owner_of, parquet_rows, read_json, relative, retired_path,
+                                         new_attempt, owner_of, read_json, relative, retired_path,
                                          runs_dir, sweep, tables_of, write_json, write_manifest)
-from newsbeam.transforms.compact import legacy_key_tables, merge, plan
+from newsbeam.transforms.compact import legacy_key_tables, merge, plan, rows_in
 from newsbeam.transforms.write import parquet_bytes, write_file
 
 KEEP_RECENT = timedelta(hours=24)  # runs committed this recently are left alone, so they can still be rerun
@@ -69,7 +69,12 @@ def compact_locked(out: str, keep_recent: timedelta = KEEP_RECENT, now: datetime
     the_plan = plan(out, committed_runs(out), now, keep_recent)
     if not the_plan.worth_it or len(the_plan.chosen) < at_least:
         return {"compacted_runs": 0, "files_before": 0, "files_after": 0}
-    return _compact(out, the_plan, now, stop_after)
+    try:
+        return _compact(out, the_plan, now, stop_after)
+    except Exception:  # before the commit: what was written goes; after it: the compaction is finished
+        finish_compactions(out)
+        sweep(out, committed_runs(out), launched_attempts(out))
+        raise
 
 
 def due(commits: dict, now: datetime, keep_recent: timedelta = KEEP_RECENT) -> bool:
@@ -88,7 +93,7 @@ def _compact(out: str, the_plan, now: datetime, stop_after: str | None) -> dict:
     legacy = legacy_key_tables(out, the_plan.legacy, run_id) if the_plan.legacy else {}
     files, staged, carried = [], [], []
     for group in the_plan.groups:
-        carried.extend({"table": group.folder, "path": path, "rows": parquet_rows(path)} for path in group.carried)
+        carried.extend({"table": group.folder, "path": path, "rows": rows_in(path)} for path in group.carried)
         if not group.inputs and not (group.folder == "_state/keys" and group.place in legacy):
             continue
         pieces = merge(group, now, run_id, legacy.get(group.place) if group.folder == "_state/keys" else None)
@@ -102,7 +107,7 @@ def _compact(out: str, the_plan, now: datetime, stop_after: str | None) -> dict:
                 staged.append({"table": group.folder, "path": FileSystems.join(stage, name), "rows": len(table)})
             _link_the_rest(partition, stage, set(group.inputs))
             journal["partitions"].append({"partition": partition, "staging": stage})
-            if sum(parquet_rows(path) for path in group.inputs) != sum(len(t) for t, _ in pieces):
+            if sum(rows_in(path) for path in group.inputs) != sum(len(t) for t, _ in pieces):
                 raise IOError(f"compacting {group.place} would change its row count; nothing was committed")
         else:
             for table, row_group_size in pieces:

@@ -249,6 +249,44 @@ def test_a_local_run_compacts_once_enough_old_runs_wait_and_not_with_no_compact(
         [f"{manifest['compacted']['run_id']}.json", "held.json", "next.json"])
 
 
+def test_a_file_compaction_cannot_read_stops_it_in_one_line_and_changes_nothing(history, tmp_path, capsys):
+    out = copy_of(history[2], tmp_path / "data")
+    before, files = rows_of(out), sorted(str(p) for p in out.rglob("*.parquet"))
+    damaged = sorted((out / "_state" / "keys").glob("*.parquet"))[0]
+    damaged.write_bytes(b"not parquet at all")
+
+    assert main(["compact", str(out), "--keep-recent", "0.000001"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(damaged) in err[0] and "nothing was compacted" in err[0]
+    assert rows_of(out) == before and sorted(str(p) for p in out.rglob("*.parquet")) == files  # what it wrote is gone
+    assert len(committed_runs(str(out))) == 4 and not list((out / "_compact").glob("*"))
+    run(feed_file(history[0], tmp_path, "/empty.xml", {}), out, "after")  # and runs go on as before
+    assert rows_of(out) == before
+
+
+def test_compaction_indexes_a_run_from_before_the_index(module_web, tmp_path):
+    """A run whose manifest names no key files is indexed from its tables: after compaction the next run finds its
+    links in the key index (and reads no table for them)."""
+    web = module_web
+    links = {f"Old {i}": story(web, 500 + i, "h", [f"Paragraph {j} of the old story number {i}, told at length." for j in range(6)])
+             for i in range(3)}
+    out = tmp_path / "data"
+    run(feed_file(web, tmp_path, "/old.xml", links), out, "old")
+    for path in out.glob("_state/keys/*.parquet"):
+        path.unlink()
+    manifest_path = out / "runs" / "old.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"] = [f for f in manifest["files"] if not f.startswith("_state/keys/")]
+    manifest["state_files"] = [f for f in manifest["state_files"] if "/_state/keys/" not in f["path"]]
+    manifest_path.write_text(json.dumps(manifest))
+    run(feed_file(web, tmp_path, "/none.xml", {}), out, "other")  # a second run, so there is something to merge
+
+    compact(str(out), keep_recent=timedelta(0))
+    assert sum(len(pd.read_parquet(p)) for p in out.glob("_state/keys/*.parquet")) >= 2 * len(links)
+    again = run(feed_file(web, tmp_path, "/old-again.xml", links), out, "again")
+    assert again["links"]["already_stored"] == len(links) and again["counts"]["stored_keys_found"] == len(links)
+
+
 def test_a_restarted_stream_numbers_its_polls_after_the_compacted_ones(tmp_path):
     out = str(tmp_path)
     assert next_uncompacted(out, "s", 1) == 1

@@ -92,15 +92,35 @@ def _carry(group: Group, legacy: bool) -> None:
     if len(group.inputs) == 1:
         group.carried, group.inputs = group.inputs, []
     elif name == "keys" and len(group.inputs) > 2:
-        rows = {path: parquet_rows(path) for path in group.inputs}
+        rows = {path: rows_in(path) for path in group.inputs}
         biggest = max(group.inputs, key=rows.get)
         if rows[biggest] >= KEY_TIER * (sum(rows.values()) - rows[biggest]):
             group.carried, group.inputs = [biggest], [p for p in group.inputs if p != biggest]
 
 
+class CompactionError(Exception):
+    """A file compaction must merge cannot be read: nothing was committed, the dataset is as it was."""
+
+
+def _unreadable(path: str, exc: Exception) -> CompactionError:
+    return CompactionError(f"{path} cannot be read ({type(exc).__name__}: {(str(exc).splitlines() or [''])[0]}); "
+                           "nothing was compacted: restore the file, or move its run's manifest and files out of the dataset")
+
+
 def _read(path: str, name: str) -> pa.Table:
     schema = TABLES[name] if name in TABLES else STATE[name]
-    return read_columns(path, schema.names, None, schema)
+    try:
+        return read_columns(path, schema.names, None, schema)
+    except Exception as exc:  # any reader error: compaction must not drop what it cannot see
+        raise _unreadable(path, exc) from None
+
+
+def rows_in(path: str) -> int:
+    """A file's row count from its footer; CompactionError naming it when it cannot be read."""
+    try:
+        return parquet_rows(path)
+    except Exception as exc:
+        raise _unreadable(path, exc) from None
 
 
 def merge(group: Group, now: datetime, run_id: str, legacy_rows: pa.Table | None = None) -> list[tuple[pa.Table, int | None]]:
