@@ -21,7 +21,7 @@ from newsbeam.pipeline.lock import LockedError, writer_lock
 from newsbeam.pipeline.stream_cmd import next_uncompacted, poll_id
 from newsbeam.transforms.commits import committed_runs, retired_path
 from newsweb import article_page, body_paragraphs
-from test_stored import feed_file, run
+from test_stored import feed_file, from_before_the_index, run
 
 TABLES = ("articles", "duplicates", "errors")
 TODAY = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -272,13 +272,7 @@ def test_compaction_indexes_a_run_from_before_the_index(module_web, tmp_path):
              for i in range(3)}
     out = tmp_path / "data"
     run(feed_file(web, tmp_path, "/old.xml", links), out, "old")
-    for path in out.glob("_state/keys/*.parquet"):
-        path.unlink()
-    manifest_path = out / "runs" / "old.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["files"] = [f for f in manifest["files"] if not f.startswith("_state/keys/")]
-    manifest["state_files"] = [f for f in manifest["state_files"] if "/_state/keys/" not in f["path"]]
-    manifest_path.write_text(json.dumps(manifest))
+    from_before_the_index(out, "old")
     run(feed_file(web, tmp_path, "/none.xml", {}), out, "other")  # a second run, so there is something to merge
 
     compact(str(out), keep_recent=timedelta(0))

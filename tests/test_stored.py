@@ -138,20 +138,24 @@ def test_a_run_knows_earlier_links_and_texts_only_through_the_index(web, tmp_pat
     assert manifest["counts"]["stored_keys_found"] == 2  # the link, then the text
 
 
+def from_before_the_index(out: Path, run_id: str) -> None:
+    """Make a run look as a run from before the index left it: no key files, none named by its (still valid) manifest."""
+    for path in out.glob(f"_state/keys/part-{run_id}-*.parquet"):
+        path.unlink()
+    manifest_path = out / "runs" / f"{run_id}.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["files"] = [f for f in manifest["files"] if not f.startswith("_state/keys/")]
+    manifest["state_files"] = [f for f in manifest["state_files"] if "/_state/keys/" not in f["path"]]
+    manifest_path.write_text(json.dumps(manifest, indent=2))
+
+
 def test_a_run_committed_before_the_index_is_still_deduplicated_against(web, tmp_path):
     pages = {f"Story {i}": web.add(f"/p{i}.html", article_page(f"Story {i}", body_paragraphs(i + 3), f"https://a.example/{i}", "A"))
              for i in range(3)}
     old = dict(list(pages.items())[:2])
     out = tmp_path / "data"
     run(feed_file(web, tmp_path, "/feed.xml", old), out, "old")
-    # what a run from before the index left: no key files, none named by its (still valid) manifest
-    for path in out.glob("_state/keys/*.parquet"):
-        path.unlink()
-    manifest_path = out / "runs" / "old.json"
-    manifest = json.loads(manifest_path.read_text())
-    manifest["files"] = [f for f in manifest["files"] if not f.startswith("_state/keys/")]
-    manifest["state_files"] = [f for f in manifest["state_files"] if "/_state/keys/" not in f["path"]]
-    manifest_path.write_text(json.dumps(manifest, indent=2))
+    from_before_the_index(out, "old")
     legacy = committed_runs(str(out))["old"]
     assert any(f.startswith("articles/") for f in legacy.files) and not any(f.startswith("_state/keys/") for f in legacy.files)
 
