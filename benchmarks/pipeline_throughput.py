@@ -53,19 +53,23 @@ from newsbeam.pipeline.config import RunConfig  # noqa: E402
 from newsbeam.pipeline.job import run_job  # noqa: E402
 from newsbeam.transforms.sources import read_sources  # noqa: E402
 
-from corpus import corpus_or_skip, corpus_parser  # noqa: E402
+from corpus import DEFAULT_WCXB, REPO, corpus_or_skip, corpus_parser, wcxb_pages  # noqa: E402
 FEEDS = 4
 QUIET_WORKERS = ["--default_sdk_harness_log_level=ERROR"]  # worker processes log INFO to stderr otherwise
-MODES = {
-    "in_process": [],
-    "multi_processing": ["--direct_running_mode=multi_processing", "--direct_num_workers=2", *QUIET_WORKERS],
+MODES = {  # mode: (Beam options, extract_processes)
+    "default": ([], None),  # in-process runner, extraction pool of one process per usable core
+    "one_process": ([], 1),  # in-process runner, extraction in the runner's process (--extract-processes 1)
+    "multi_processing": (["--direct_running_mode=multi_processing", "--direct_num_workers=2", *QUIET_WORKERS], None),
 }
 
 
-def load_pages(corpus: Path) -> list[tuple[str, bytes]]:
-    """(relative .html path, page bytes) for every page the manifest lists."""
+def load_pages(corpus: Path, wcxb: Path | None = None) -> list[tuple[str, bytes]]:
+    """(relative .html path, page bytes) for every page fundus's manifest lists, then wcxb-dev's pages if given."""
     rows = [json.loads(line) for line in (corpus / "manifest.jsonl").read_text().splitlines() if line.strip()]
-    return [(row["html"].removesuffix(".gz"), gzip.decompress((corpus / row["html"]).read_bytes())) for row in rows]
+    pages = [(row["html"].removesuffix(".gz"), gzip.decompress((corpus / row["html"]).read_bytes())) for row in rows]
+    if wcxb is not None:
+        pages += [(f"wcxb/{page['name']}.html", page["bytes"]) for page in wcxb_pages(wcxb)]
+    return pages
 
 
 def build_web(pages: list[tuple[str, bytes]], folder: Path) -> Path:
@@ -116,8 +120,9 @@ def run_baseline(pages: list[tuple[str, bytes]]) -> tuple[Clock, int]:
     return clock, sum(1 for t in texts if t)
 
 
-def run_pipeline(feeds_list: Path, out: Path, beam_args: list[str]) -> tuple[Clock, dict]:
-    config = RunConfig(feeds=read_sources(str(feeds_list)), feeds_location=str(feeds_list), out=str(out), run_id="bench")
+def run_pipeline(feeds_list: Path, out: Path, beam_args: list[str], processes: int | None = None) -> tuple[Clock, dict]:
+    config = RunConfig(feeds=read_sources(str(feeds_list)), feeds_location=str(feeds_list), out=str(out), run_id="bench",
+                       extract_processes=processes)
     with Clock() as clock:
         manifest = run_job(config, beam_args)
     return clock, manifest
@@ -151,12 +156,18 @@ def profile_in_process(feeds_list: Path, out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = corpus_parser(__doc__.splitlines()[0], default_repeat=2)
     parser.add_argument("--profile", action="store_true", help="also profile one in-process pipeline run")
+    parser.add_argument("--wcxb", default=str(REPO / DEFAULT_WCXB),
+                        help=f"wcxb-dev corpus folder, its pages served beside fundus's (default: {DEFAULT_WCXB}; '' for none)")
     args = parser.parse_args(argv)
     corpus = corpus_or_skip(parser, args)
     if corpus is None:
         return 0
 
-    pages = load_pages(corpus)
+    wcxb = Path(args.wcxb) if args.wcxb else None
+    if wcxb is not None and not (wcxb / "ground-truth").is_dir():
+        print(f"wcxb-dev not found at {wcxb}: fundus only (pass --wcxb PATH, or --wcxb '' for fundus alone)", file=sys.stderr)
+        wcxb = None
+    pages = load_pages(corpus, wcxb)
     with tempfile.TemporaryDirectory(prefix="newsbeam-bench-") as tmp:
         feeds_list = build_web(pages, Path(tmp) / "web")
         clocks: dict[str, list[Clock]] = {"baseline": [], **{m: [] for m in MODES}}
@@ -167,8 +178,8 @@ def main(argv: list[str] | None = None) -> int:
             clocks["baseline"].append(clock)
             rss.setdefault("baseline", peak_rss_mib())
             results["baseline"] = {"texts": extracted}
-            for mode, beam_args in MODES.items():
-                clock, manifest = run_pipeline(feeds_list, Path(tmp) / f"out-{mode}-{i}", beam_args)
+            for mode, (beam_args, processes) in MODES.items():
+                clock, manifest = run_pipeline(feeds_list, Path(tmp) / f"out-{mode}-{i}", beam_args, processes)
                 clocks[mode].append(clock)
                 rss.setdefault(mode, peak_rss_mib())  # after the first run: later runs only add drift
                 results[mode] = outcome(manifest)

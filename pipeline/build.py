@@ -14,6 +14,7 @@ from newsbeam.transforms.commits import CommitRun, RunFiles
 from newsbeam.transforms.dedup import Dedup, as_dict
 from newsbeam.transforms.errors import ERRORS
 from newsbeam.transforms.extract import Extract
+from newsbeam.transforms.extract_pool import usable_cpus
 from newsbeam.transforms.feeds import FEED_STATE, FetchFeeds
 from newsbeam.transforms.normalise import Normalise
 from newsbeam.transforms.pages import ALREADY_STORED, FetchPages, link_key, link_problem
@@ -51,11 +52,19 @@ def feed_specs(config: RunConfig, stored: StoredState) -> list[dict]:
     return [{**spec, "state": stored.feeds.get(spec["url"])} for spec in config.feeds]
 
 
-def clean_pages(p: beam.Pipeline, pages, chrome) -> tuple:
+def extraction_processes(options, wanted: int | None) -> int:
+    """How many processes extract: in a local run in one process, `wanted` or every usable core; else one per
+    worker process (Dataflow and Beam's multi-process mode already run one per core)."""
+    if not single_process(options):
+        return 1
+    return wanted if wanted else usable_cpus()
+
+
+def clean_pages(p: beam.Pipeline, pages, chrome, processes: int | None = None) -> tuple:
     """Fetched pages -> (extracted, stripped, normalised) stage outputs: extraction, chrome, normalisation."""
     if not single_process(p.options):  # fetching is grouped by host; extraction is spread over the workers again
         pages = pages | "SpreadPages" >> beam.Reshuffle()
-    extracted = pages | "Extract" >> Extract()
+    extracted = pages | "Extract" >> Extract(extraction_processes(p.options, processes))
     stripped = extracted.documents | "StripChrome" >> StripChrome(chrome)
     normalised = stripped.documents | "Normalise" >> Normalise()
     return extracted, stripped, normalised
@@ -84,7 +93,7 @@ def build_pipeline(p: beam.Pipeline, config: RunConfig, stored: StoredState, run
     entries = feeds.feeds | "FetchFeeds" >> FetchFeeds(config.fetch)
     links, unreadable_links = stored_links(entries.entries, known.view)
     pages = entries.entries | "FetchPages" >> FetchPages(config.fetch, links)
-    extracted, stripped, normalised = clean_pages(p, pages["pages"], known.chrome)
+    extracted, stripped, normalised = clean_pages(p, pages["pages"], known.chrome, config.extract_processes)
     deduped = normalised.documents | "Dedup" >> Dedup(known.view)
 
     unreadable = unreadable_errors([known.unreadable, unreadable_links, deduped[UNREADABLE]])

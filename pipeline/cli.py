@@ -76,6 +76,9 @@ def _add_run_options(command: argparse.ArgumentParser) -> None:
     command.add_argument("--out", metavar="DIR", default=DEFAULT_OUT, help=f"output dataset folder (default: {DEFAULT_OUT})")
     command.add_argument("--run-id", metavar="ID", help="name of this run; re-running an id replaces that run once the new one "
                          "commits (default: UTC time + random suffix)")
+    command.add_argument("--extract-processes", type=_positive(int), metavar="N",
+                         help="processes that extract pages in a local run (default: one per usable core, for runs of "
+                         "64 pages or more; 1: extract in the runner's own process)")
     command.add_argument("--no-compact", action="store_true", help="never compact the dataset at the end of a local run "
                          "(by default it does once 48 runs older than a day wait for it; see `newsbeam compact`)")
     command.add_argument("--allow-private-network", action="store_true",
@@ -266,6 +269,7 @@ def _run_config(args, beam_args):
         sample=sample,
         wait=getattr(args, "wait", False),
         compact=not args.no_compact,
+        extract_processes=args.extract_processes,
     )
     say = (lambda *a: None) if args.quiet else (lambda *a: print(*a, file=sys.stderr, flush=True))
     if sample:

@@ -30,6 +30,7 @@ class RunConfig:
     sample: bool = False
     wait: bool = False  # wait for a remote runner's job to finish (local runs always do)
     compact: bool = True  # a local run compacts the dataset once enough earlier runs wait for it (compact_cmd.due)
+    extract_processes: int | None = None  # processes that extract in a local in-process run; None: every usable core
 
 
 @dataclass(frozen=True)

@@ -61,7 +61,7 @@ def build_streaming(p: beam.Pipeline, config: RunConfig, stored: StoredState, ti
     polled_entries = in_polls("PollWindows", fresh.entries)
     links, unreadable_links = stored_links(polled_entries, known.view)
     pages = polled_entries | "FetchPages" >> FetchPages(config.fetch, links)
-    extracted, stripped, normalised = clean_pages(p, pages["pages"], known.chrome)
+    extracted, stripped, normalised = clean_pages(p, pages["pages"], known.chrome, config.extract_processes)
     seen = normalised.documents | "AcrossPolls" >> beam.WindowInto(beam_window.GlobalWindows()) | "SeenBefore" >> SeenBefore(remember)
     deduped = in_polls("BackToPolls", seen["documents"]) | "Dedup" >> Dedup(known.view)
 

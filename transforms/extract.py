@@ -19,12 +19,14 @@ from urllib.parse import urljoin, urlsplit
 
 import apache_beam as beam
 import lxml.html
+from apache_beam.utils.windowed_value import WindowedValue
 import trafilatura
 from lxml import etree
 from trafilatura.utils import decode_file, is_dubious_html, repair_faulty_html
 
 from newsbeam.transforms.errors import ERRORS, fail_entries, internal_error
 from newsbeam.transforms.metadata import clean_authors, page_metadata
+from newsbeam.transforms.extract_pool import POOL_BATCH, POOL_FROM, ExtractionPool
 from newsbeam.transforms.metrics import count, observe_ms
 from newsbeam.transforms.page_layout import clean_body
 from newsbeam.transforms.readability_gate import extractor
@@ -154,28 +156,104 @@ def _trusted_canonical(candidate: str | None, url: str) -> str:
     return absolute
 
 
+def extract_outcome(page_html: bytes | str, url: str, entry: dict) -> tuple:
+    """extract_document as a value that crosses processes: ("doc", document, seconds), ("failed", error, message) or
+    ("internal", message). Pure: what to count and emit is decided on the runner's thread (_ExtractFn)."""
+    started = time.perf_counter()
+    try:
+        doc = extract_document(page_html, url, entry)
+    except ExtractionError as exc:
+        return ("failed", exc.error, exc.message)
+    except Exception as exc:  # trafilatura or lxml failing on odd markup must not end the run
+        return ("internal", internal_error(exc))
+    return ("doc", doc, time.perf_counter() - started)
+
+
+def extract_batch(pages: list[tuple]) -> list[tuple]:
+    """extract_outcome of (html, url, entry) triples, in order: one task of the extraction pool."""
+    return [extract_outcome(*page) for page in pages]
+
+
 class Extract(beam.PTransform):
-    """Pages -> extracted documents; pages with no text go to the `errors` output."""
+    """Pages -> extracted documents; pages with no text go to the `errors` output.
+
+    With `processes` > 1 (a local run in one process: pipeline/build.py), a bundle of at least
+    POOL_FROM pages is extracted by a pool of that many processes (transforms/extract_pool.py),
+    in batches, the outcomes emitted in order on the runner's thread; smaller bundles, and runs
+    with one process, are extracted in place.
+    """
+
+    def __init__(self, processes: int = 1):
+        super().__init__()
+        self._processes = processes
 
     def expand(self, pages):
-        return pages | "ExtractBody" >> beam.ParDo(_ExtractFn()).with_outputs(ERRORS, main="documents")
+        return pages | "ExtractBody" >> beam.ParDo(_ExtractFn(self._processes)).with_outputs(ERRORS, main="documents")
 
 
 class _ExtractFn(beam.DoFn):
-    def process(self, page):
+    def __init__(self, processes: int = 1):
+        self._processes = processes
+
+    def setup(self):
+        self._pool = None
+
+    def teardown(self):
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    def start_bundle(self):
+        self._waiting = []  # (page, timestamp, window) not yet sent: a bundle's first POOL_FROM decide how
+
+    def process(self, page, timestamp=beam.DoFn.TimestampParam, window=beam.DoFn.WindowParam):
+        if self._processes <= 1:
+            yield from self._emit(page, extract_outcome(page["html"], page["final_url"], page["entries"][0]))
+            return
+        self._waiting.append((page, timestamp, window))
+        if self._pool is None and len(self._waiting) >= POOL_FROM:
+            self._pool = ExtractionPool(self._processes, extract_batch)
+        if self._pool is not None:
+            while len(self._waiting) >= POOL_BATCH:
+                batch, self._waiting = self._waiting[:POOL_BATCH], self._waiting[POOL_BATCH:]
+                self._pool.submit(batch, [(p["html"], p["final_url"], p["entries"][0]) for p, _, _ in batch])
+            for (page_, ts, win), outcome in self._pool.done(block=False):
+                yield from self._emit(page_, outcome, ts, win)
+
+    def finish_bundle(self):
+        if self._pool is None:  # a small bundle: extracted here, as it came
+            for page, ts, win in self._waiting:
+                yield from self._emit(page, extract_outcome(page["html"], page["final_url"], page["entries"][0]), ts, win,
+                                      pooled=False)
+            return
+        if self._waiting:
+            self._pool.submit(self._waiting, [(p["html"], p["final_url"], p["entries"][0]) for p, _, _ in self._waiting])
+        for (page, ts, win), outcome in self._pool.done(block=True):
+            yield from self._emit(page, outcome, ts, win)
+
+    def _emit(self, page, outcome, timestamp=None, window=None, pooled=True):
+        """The outputs of one page's outcome, as WindowedValues when they leave a bundle's end (finish_bundle)."""
+        if window is not None and pooled:
+            count("extract_pooled")
+        for out in self._outputs(page, outcome):
+            if window is None:
+                yield out
+            elif isinstance(out, beam.pvalue.TaggedOutput):
+                yield beam.pvalue.TaggedOutput(out.tag, WindowedValue(out.value, timestamp, [window]))
+            else:
+                yield WindowedValue(out, timestamp, [window])
+
+    def _outputs(self, page, outcome):
         entry = page["entries"][0]
-        started = time.perf_counter()
-        try:
-            doc = extract_document(page["html"], page["final_url"], entry)
-        except ExtractionError as exc:
+        if outcome[0] == "failed":
             count("extract_failed")
-            yield from fail_entries(page["entries"], "extract", exc.error, exc.message, page["http_status"])
+            yield from fail_entries(page["entries"], "extract", outcome[1], outcome[2], page["http_status"])
             return
-        except Exception as exc:  # trafilatura or lxml failing on odd markup must not end the run
+        if outcome[0] == "internal":
             count("extract_failed")
-            yield from fail_entries(page["entries"], "extract", "internal_error", internal_error(exc), page["http_status"])
+            yield from fail_entries(page["entries"], "extract", "internal_error", outcome[1], page["http_status"])
             return
-        observe_ms("extract_ms", started)
+        _, doc, seconds = outcome
+        observe_ms("extract_ms", seconds=seconds)
         count(f"extracted_{doc['extraction_method']}")
         if doc["body_guarded"]:
             count("body_guarded")  # the layout rules would have taken most of the body: trafilatura's text kept
