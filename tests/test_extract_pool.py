@@ -24,13 +24,11 @@ WORDS = ("harbour council ferry budget school bridge storm repair vote strike mu
 
 def the_web(web) -> dict[str, str]:
     """PAGES article pages (some of them copies of others), two pages with no article and one that is not HTML."""
-    links = {}
+    links, texts = {}, []
     for i in range(PAGES):
         rng = random.Random(i)
-        paragraphs = [" ".join(rng.choice(WORDS) for _ in range(18)).capitalize() + "." for _ in range(6)]
-        if i % 10 == 9:  # a copy of the page before, under its own URL
-            paragraphs = previous
-        previous = paragraphs
+        texts.append([" ".join(rng.choice(WORDS) for _ in range(18)).capitalize() + "." for _ in range(6)])
+        paragraphs = texts[i - 1] if i % 10 == 9 else texts[i]  # every tenth page copies the page before
         links[f"Story {i}"] = web.add(f"/p/{i}.html", article_page(f"Story {i}", paragraphs, f"https://n.example/{i}", "N"))
     links["Empty"] = web.add("/p/empty.html", "<html><body><nav>Home</nav></body></html>")
     links["Binary"] = web.add("/p/binary.html", "\x00\x01\x02 not a page", content_type="text/html")
