@@ -1,28 +1,31 @@
 """Whole-pipeline throughput against a plain trafilatura loop, as a ratio measured in one run.
 
-The 258 real news pages of the fundus corpus (gzipped HTML in ../shared/corpora/fundus, relative
-to the repository root) become a local news web in a temporary folder: one .html file per page,
-a few RSS 2.0 feeds whose items link to the pages with relative links, and a plain-text feed
+The 258 real news pages of the fundus corpus and the 793 of wcxb-dev (gzipped HTML in
+../shared/corpora/fundus and ../shared/corpora/wcxb-dev-articles, relative to the repository root;
+--wcxb '' for fundus alone) become a local news web in a temporary folder: one .html file per
+page, a few RSS 2.0 feeds whose items link to the pages with relative links, and a plain-text feed
 list naming the feeds (the pages' original URLs are not used: the pipeline gives trafilatura
-the file:// URL). Then, in one process and interleaved (baseline, in_process, multi_processing,
-baseline, ...):
+the file:// URL). Then, in one process and interleaved (baseline, default, one_process,
+multi_processing, baseline, ...):
 
 - baseline: `trafilatura.extract(html, include_comments=False)` over the page bytes, which are
   read into memory first (the baseline does no file reading; the pipeline reads every file);
-- in_process: `run_job` with Beam's default in-process runner;
+- default: `run_job` as `newsbeam run` runs it: Beam's in-process runner, extraction in a pool of
+  one process per usable core (transforms/extract_pool.py);
+- one_process: the same with `extract_processes=1` (`--extract-processes 1`): extraction in place;
 - multi_processing: `run_job` with `--direct_running_mode=multi_processing --direct_num_workers=2`
   (and `--default_sdk_harness_log_level=ERROR`, which only quiets the worker processes' logs;
   each worker still prints two lines at start-up, before it has read the options).
 
 Each pipeline run writes into a fresh output folder. The table shows the median seconds of
 --repeat runs, docs/s (input pages / seconds), the ratio to the baseline's docs/s, the median
-CPU seconds (user + system, worker processes included; less sensitive than wall time to other
-load on a shared machine), and this process's peak RSS after each mode's first run (a high-water
-mark, so it includes the modes run before; multi_processing's workers are not included, as
-getrusage's figure for children starts from the launcher's RSS at fork). The
-pipeline's manifest counts (articles, duplicates, errors by stage) show every page was handled.
+CPU seconds (user + system of this process and its finished children: multi_processing's workers
+are counted, the extraction pool's are not, as they are the forkserver's children), and this
+process's peak RSS after each mode's first run (a high-water mark, so it includes the modes run
+before; worker processes are not included). The pipeline's manifest counts (articles, duplicates,
+errors by stage) show every page was handled.
 
-    python benchmarks/pipeline_throughput.py [--corpus PATH] [--repeat N] [--json] [--profile]
+    python benchmarks/pipeline_throughput.py [--corpus PATH] [--wcxb PATH] [--repeat N] [--json] [--profile]
 
 --profile also runs the in-process pipeline once under cProfile and prints (to stderr) the
 top 15 entries by cumulative time outside Beam's own code.
@@ -203,8 +206,8 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"{r['mode']:<17} {r['docs']:>5} {r['seconds']:>8.2f} {r['docs_per_s']:>7.2f} {r['ratio']:>6.3f} "
               f"{r['cpu_seconds']:>6.1f} {r['peak_rss_mib']:>13}")
-    print(f"(medians of {args.repeat} runs; CPU s includes worker processes; peak RSS is this process's high-water")
-    print(" mark after the mode's first run, so it includes the modes before it and not multi_processing's workers)")
+    print(f"(medians of {args.repeat} runs; CPU s includes multi_processing's workers, not the extraction pool's; peak RSS")
+    print(" is this process's high-water mark after the mode's first run: it includes the modes before it, no workers)")
     print(f"baseline: {results['baseline']['texts']}/{docs} pages gave text")
     for mode in MODES:
         r = results[mode]
