@@ -98,3 +98,19 @@ def test_a_small_run_never_starts_a_pool(web, tmp_path, processes, monkeypatch):
     manifest = run_job(RunConfig(feeds=read_sources(str(feeds)), feeds_location=str(feeds), out=str(tmp_path / "out"),
                                  run_id="r", fetch=FAST, extract_processes=processes))
     assert manifest["links"]["balanced"] and not started
+
+
+def test_where_no_pool_can_start_the_run_extracts_in_place(web, tmp_path, monkeypatch):
+    """No /dev/shm for multiprocessing's semaphores (some containers): the run extracts in one process, all rows kept."""
+    import newsbeam.transforms.extract as extract
+
+    def no_semaphores(*args, **kwargs):
+        raise OSError(38, "Function not implemented: sem_open")
+
+    monkeypatch.setattr(extract, "ExtractionPool", no_semaphores)
+    feeds = feed_file(web, tmp_path, "/many.xml", the_web(web))
+    manifest = run_job(RunConfig(feeds=read_sources(str(feeds)), feeds_location=str(feeds), out=str(tmp_path / "out"),
+                                 run_id="r", fetch=FAST, extract_processes=2))
+    assert manifest["links"]["balanced"] and manifest["counts"]["extract_pool_unavailable"] == 1
+    assert "extract_pooled" not in manifest["counts"]
+    assert manifest["counts"]["extracted_trafilatura"] == PAGES

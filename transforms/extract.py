@@ -13,6 +13,7 @@ an error row.
 from __future__ import annotations
 
 import html as htmllib
+import logging
 import re
 import time
 from urllib.parse import urljoin, urlsplit
@@ -211,7 +212,7 @@ class _ExtractFn(beam.DoFn):
             return
         self._waiting.append((page, timestamp, window))
         if self._pool is None and len(self._waiting) >= POOL_FROM:
-            self._pool = ExtractionPool(self._processes, extract_batch)
+            self._pool = self._start_pool()
         if self._pool is not None:
             while len(self._waiting) >= POOL_BATCH:
                 batch, self._waiting = self._waiting[:POOL_BATCH], self._waiting[POOL_BATCH:]
@@ -219,8 +220,20 @@ class _ExtractFn(beam.DoFn):
             for (page_, ts, win), outcome in self._pool.done(block=False):
                 yield from self._emit(page_, outcome, ts, win)
 
+    def _start_pool(self):
+        """The pool, or None (from now on extracting in place) where processes cannot be started: no /dev/shm for
+        multiprocessing's semaphores in some containers, a process limit. The run goes on either way."""
+        try:
+            return ExtractionPool(self._processes, extract_batch)
+        except (OSError, ImportError, NotImplementedError, RuntimeError) as exc:
+            logging.getLogger(__name__).warning("extracting in one process: no extraction pool (%s: %s)",
+                                                type(exc).__name__, exc)
+            count("extract_pool_unavailable")
+            self._processes = 1
+            return None
+
     def finish_bundle(self):
-        if self._pool is None:  # a small bundle: extracted here, as it came
+        if self._pool is None:  # a small bundle, or no pool: extracted here, as it came
             for page, ts, win in self._waiting:
                 yield from self._emit(page, extract_outcome(page["html"], page["final_url"], page["entries"][0]), ts, win,
                                       pooled=False)
