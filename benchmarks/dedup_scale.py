@@ -413,9 +413,10 @@ def ensure_dataset(work: Path, n: int, seed: int, vocab_box: dict) -> dict:
 
 # ---------------------------------------------------------------- measuring a run
 
-def _proc_table() -> dict[int, tuple[int, int]]:
-    """pid -> (parent pid, RSS bytes) of every process visible in /proc."""
-    page = os.sysconf("SC_PAGE_SIZE")
+def _proc_table(cpu: bool = False) -> dict[int, tuple]:
+    """pid -> (parent pid, RSS bytes) of every process visible in /proc; with `cpu`, also its CPU seconds and its
+    reaped children's (utime + stime + cutime + cstime)."""
+    page, tick = os.sysconf("SC_PAGE_SIZE"), os.sysconf("SC_CLK_TCK")
     table = {}
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -425,8 +426,24 @@ def _proc_table() -> dict[int, tuple[int, int]]:
                 fields = f.read().rsplit(b")", 1)[1].split()
         except OSError:
             continue
-        table[int(entry.name)] = (int(fields[1]), int(fields[21]) * page)
+        row = (int(fields[1]), int(fields[21]) * page)
+        table[int(entry.name)] = row + (sum(int(x) for x in fields[11:15]) / tick,) if cpu else row
     return table
+
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds of root and all its descendants, the children they have reaped included."""
+    table = _proc_table(cpu=True)
+    children: dict[int, list[int]] = {}
+    for pid, row in table.items():
+        children.setdefault(row[0], []).append(pid)
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        if pid in table:
+            total += table[pid][2]
+        todo.extend(children.get(pid, ()))
+    return total
 
 
 def tree_rss(root: int) -> tuple[int, int]:

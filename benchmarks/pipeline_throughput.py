@@ -36,7 +36,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
-import resource
+import os
 import statistics
 import sys
 import tempfile
@@ -57,6 +57,7 @@ from newsbeam.pipeline.job import run_job  # noqa: E402
 from newsbeam.transforms.sources import read_sources  # noqa: E402
 
 from corpus import DEFAULT_WCXB, REPO, corpus_or_skip, corpus_parser, wcxb_pages  # noqa: E402
+from dedup_scale import Watch, tree_cpu  # noqa: E402
 FEEDS = 4
 QUIET_WORKERS = ["--default_sdk_harness_log_level=ERROR"]  # worker processes log INFO to stderr otherwise
 MODES = {  # mode: (Beam options, extract_processes)
@@ -100,21 +101,19 @@ def build_web(pages: list[tuple[str, bytes]], folder: Path) -> Path:
     return feeds_list
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and of its finished children (multi_processing's workers)."""
-    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
-    return sum(u.ru_utime + u.ru_stime for u in usage)
-
-
 class Clock:
-    """Wall seconds (perf_counter) and CPU seconds of the block."""
+    """Wall seconds (perf_counter), CPU seconds of this process's tree (the extraction pool's workers and the
+    forkserver that starts them, multi_processing's workers), and the tree's peak RSS (sampled every 0.2 s)."""
 
     def __enter__(self):
-        self.t0, self.c0 = time.perf_counter(), cpu_seconds()
+        self.t0, self.c0 = time.perf_counter(), tree_cpu(os.getpid())
+        self._watch = Watch(os.getpid(), 0, 0)
         return self
 
     def __exit__(self, *exc):
-        self.wall, self.cpu = time.perf_counter() - self.t0, cpu_seconds() - self.c0
+        self.wall, self.cpu = time.perf_counter() - self.t0, tree_cpu(os.getpid()) - self.c0
+        self._watch.stop()
+        self.peak_mib = self._watch.peak / 2**20
 
 
 def run_baseline(pages: list[tuple[str, bytes]]) -> tuple[Clock, int]:
@@ -140,10 +139,6 @@ def outcome(manifest: dict) -> dict:
             errors[key] = errors.get(key, 0) + 1
     links = manifest["links"]
     return {k: links[k] for k in ("discovered", "articles", "duplicates", "errors", "balanced")} | {"errors_by_stage": errors}
-
-
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def profile_in_process(feeds_list: Path, out: Path) -> None:
@@ -174,17 +169,14 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="newsbeam-bench-") as tmp:
         feeds_list = build_web(pages, Path(tmp) / "web")
         clocks: dict[str, list[Clock]] = {"baseline": [], **{m: [] for m in MODES}}
-        rss: dict[str, float] = {}
         results: dict[str, dict] = {}
         for i in range(args.repeat):
             clock, extracted = run_baseline(pages)
             clocks["baseline"].append(clock)
-            rss.setdefault("baseline", peak_rss_mib())
             results["baseline"] = {"texts": extracted}
             for mode, (beam_args, processes) in MODES.items():
                 clock, manifest = run_pipeline(feeds_list, Path(tmp) / f"out-{mode}-{i}", beam_args, processes)
                 clocks[mode].append(clock)
-                rss.setdefault(mode, peak_rss_mib())  # after the first run: later runs only add drift
                 results[mode] = outcome(manifest)
             print(f"round {i + 1}/{args.repeat}: " + ", ".join(f"{m} {c[-1].wall:.1f} s" for m, c in clocks.items()), file=sys.stderr)
         if args.profile:
@@ -198,16 +190,17 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"mode": mode, "docs": docs, "seconds": round(median, 2), "runs": [round(c.wall, 2) for c in runs],
                      "docs_per_s": round(docs / median, 2), "ratio": round(docs / median / base_rate, 3),
                      "cpu_seconds": round(statistics.median(c.cpu for c in runs), 2),
-                     "peak_rss_mib": round(rss[mode]), **results[mode]})
+                     "cpu_ms_per_page": round(statistics.median(c.cpu for c in runs) / docs * 1000, 1),
+                     "peak_rss_mib": round(statistics.median(c.peak_mib for c in runs)), **results[mode]})
     if args.json:
         print(json.dumps({"rows": rows, "repeat": args.repeat}, indent=2))
         return 0
-    print(f"{'mode':<17} {'docs':>5} {'seconds':>8} {'docs/s':>7} {'ratio':>6} {'CPU s':>6} {'peak RSS MiB':>13}")
+    print(f"{'mode':<17} {'docs':>5} {'seconds':>8} {'docs/s':>7} {'ratio':>6} {'CPU s':>6} {'CPU ms/page':>11} {'peak RSS MiB':>13}")
     for r in rows:
         print(f"{r['mode']:<17} {r['docs']:>5} {r['seconds']:>8.2f} {r['docs_per_s']:>7.2f} {r['ratio']:>6.3f} "
-              f"{r['cpu_seconds']:>6.1f} {r['peak_rss_mib']:>13}")
-    print(f"(medians of {args.repeat} runs; CPU s includes multi_processing's workers, not the extraction pool's; peak RSS")
-    print(" is this process's high-water mark after the mode's first run: it includes the modes before it, no workers)")
+              f"{r['cpu_seconds']:>6.1f} {r['cpu_ms_per_page']:>11.1f} {r['peak_rss_mib']:>13}")
+    print(f"(medians of {args.repeat} runs; CPU and peak RSS of the whole process tree: this process, the extraction pool's")
+    print(" workers and their forkserver, multi_processing's workers; RSS sampled every 0.2 s)")
     print(f"baseline: {results['baseline']['texts']}/{docs} pages gave text")
     for mode in MODES:
         r = results[mode]
