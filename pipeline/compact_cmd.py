@@ -58,11 +58,14 @@ def compact(out: str, keep_recent: timedelta = KEEP_RECENT, now: datetime | None
 
 
 def compact_locked(out: str, keep_recent: timedelta = KEEP_RECENT, now: datetime | None = None,
-                   stop_after: str | None = None, at_least: int = 2) -> dict:
-    """compact(), the caller holding the dataset's lock; only when `at_least` runs are old enough to merge."""
-    finish_compactions(out)
-    sweep(out, committed_runs(out), launched_attempts(out))  # what a crashed run or compaction left uncommitted
-    if launched_attempts(out):
+                   stop_after: str | None = None, at_least: int = 2, swept: bool = False) -> dict:
+    """compact(), the caller holding the dataset's lock; only when `at_least` runs are old enough to merge. `swept`:
+    the caller has just finished interrupted compactions and swept (a run, as it ends)."""
+    launched = launched_attempts(out)
+    if not swept:
+        finish_compactions(out)
+        sweep(out, committed_runs(out), launched)  # what a crashed run or compaction left uncommitted
+    if launched:
         raise UsageError(f"{out} has a job handed to a remote runner that may still be writing into it; "
                          "compact once it has finished (or its launch record in runs/launched is gone)")
     now = now or datetime.now(timezone.utc)
@@ -220,10 +223,11 @@ def _remove(folder: str) -> None:
         FileSystems.delete(found)
 
 
-def refuse_compacted_rerun(out: str, run_id: str) -> None:
-    """UsageError when `run_id` names a run a compaction merged: its rows can no longer be told apart to replace."""
+def refuse_compacted_rerun(out: str, run_id: str, replaced: set | None = None) -> None:
+    """UsageError when `run_id` names a run a compaction merged: its rows can no longer be told apart to replace.
+    `replaced`: as committed_runs found it, when the caller has read the manifests already."""
     from newsbeam.transforms.commits import was_compacted
 
-    if was_compacted(out, run_id):
+    if was_compacted(out, run_id, replaced):
         raise UsageError(f"run {run_id} of {out} was compacted (runs/_compacted/{run_id}.json): its rows are merged with "
                          "other runs' and can no longer be replaced; give this run another --run-id")

@@ -143,8 +143,10 @@ def _run_locked(config: RunConfig, options: PipelineOptions, progress: bool, wai
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     finish_compactions(config.out)
-    refuse_compacted_rerun(config.out, config.run_id)
-    stored = stored_for(config)
+    replaced: set = set()
+    commits = committed_runs(config.out, replaced)  # read once: for the rerun check and what was stored
+    refuse_compacted_rerun(config.out, config.run_id, replaced)
+    stored = stored_for(config, commits)
     t_index = time.perf_counter()
     run = RunFiles(config.out, config.run_id, new_attempt())
     payload = about(config, options, stored, started_at)
@@ -183,7 +185,7 @@ def _run_locked(config: RunConfig, options: PipelineOptions, progress: bool, wai
     commits = committed_runs(config.out)
     manifest["swept"] = len(sweep(config.out, commits, launched_attempts(config.out)))
     if config.compact and is_local(options) and due(commits, datetime.now(timezone.utc)):
-        manifest["compacted"] = compact_locked(config.out, at_least=AUTO_COMPACT)  # under this run's lock
+        manifest["compacted"] = compact_locked(config.out, at_least=AUTO_COMPACT, swept=True)  # under this run's lock
     manifest["summary"] = summary_line(manifest)
     return manifest
 

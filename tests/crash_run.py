@@ -6,6 +6,9 @@ Boundaries:
   manifest:before  every file written and checked, the manifest (the commit) not yet written
   manifest:after   the manifest written, the run's own clean-up of its id's other files not yet done
   launcher         the pipeline finished and committed; the launcher's counters and sweep not yet done
+  compact:STEP     `newsbeam compact` killed after STEP (compact_cmd's stop_after points): journal, files
+                   (all written and read back, not committed), commit (the manifest written), swap (one
+                   partition swapped in)
 
 A kill, not an exception: nothing gets to clean up, as when the machine dies or the OOM killer strikes.
 """
@@ -48,6 +51,16 @@ def arm(boundary: str) -> None:
             return path
 
         commits.write_manifest = write_manifest
+    elif kind == "compact":
+        from newsbeam.pipeline import compact_cmd
+
+        original_compact = compact_cmd._compact
+
+        def compact_then_die(out, plan, now, stop_after):
+            original_compact(out, plan, now, name)
+            die()
+
+        compact_cmd._compact = compact_then_die
     elif kind == "launcher":
         from newsbeam.pipeline import job
 

@@ -97,7 +97,7 @@ def crashed(module_web, tmp_path_factory):
     return folder, feeds, links
 
 
-BOUNDARIES = ["state:feeds", "state:chrome", "state:near", "state:story", "table:articles", "table:errors",
+BOUNDARIES = ["state:feeds", "state:chrome", "state:keys", "state:near", "state:story", "table:articles", "table:errors",
               "manifest:before", "manifest:after", "launcher"]
 
 

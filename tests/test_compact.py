@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import subprocess
+import sys
 from collections import Counter
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -24,6 +26,7 @@ from newsweb import article_page, body_paragraphs
 from test_stored import feed_file, from_before_the_index, run
 
 TABLES = ("articles", "duplicates", "errors")
+CRASH_RUN = Path(__file__).with_name("crash_run.py")
 TODAY = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
 DAYS = [f"{TODAY - timedelta(days=d):%Y-%m-%d}" for d in (2, 1)]  # within the near and story lookbacks
 
@@ -156,25 +159,28 @@ def test_the_next_run_decides_as_it_would_have_without_compaction(history, tmp_p
 
 
 @pytest.mark.parametrize("stop", ["journal", "files", "commit", "swap"])
-def test_a_compaction_cut_short_at_each_boundary_is_finished_by_the_next_command(history, tmp_path, stop):
+def test_a_compaction_killed_at_each_boundary_is_finished_by_the_next_command(history, tmp_path, stop):
+    """`newsbeam compact` killed with SIGKILL (nothing gets to clean up) after each step: readers see every row once,
+    and the next command, a run or compact, rolls it back or finishes it."""
     out = copy_of(history[2], tmp_path / "data")
     before = rows_of(out)
 
-    compact(str(out), keep_recent=timedelta(0), stop_after=stop)  # returns as a crash there would leave it
-    assert rows_of(out) == before, f"a reader after a crash at {stop!r} sees every row once"
+    child = subprocess.run([sys.executable, str(CRASH_RUN), f"compact:{stop}", "compact", str(out), "--keep-recent",
+                            "0.000001"], capture_output=True, text=True, timeout=300)
+    assert child.returncode == -9, child.stderr[-2000:]
+    assert rows_of(out) == before, f"a reader after a kill at {stop!r} sees every row once"
 
     if stop in ("commit", "swap"):  # committed: any command under the lock finishes it; a run is one
         assert len(committed_runs(str(out))) == 1
         run(feed_file(history[0], tmp_path, "/empty.xml", {}), out, "after")
         assert rows_of(out) == before
         assert set(partition_files(out).values()) == {1}
-    done = compact(str(out), keep_recent=timedelta(0))
+    compact(str(out), keep_recent=timedelta(0))
     assert rows_of(out) == before
     assert set(partition_files(out).values()) == {1}
     assert not list((out / "_compact").glob("*"))
-    assert not [p for p in out.rglob("*.parquet") if committed_runs(str(out)) and
-                not any(str(p.relative_to(out)) in c.files for c in committed_runs(str(out)).values())], \
-        "every file left is committed" + str(done)
+    named = {name for c in committed_runs(str(out)).values() for name in c.files}
+    assert {str(p.relative_to(out)) for p in out.rglob("*.parquet")} <= named, "every file left is committed"
 
 
 def test_a_reader_during_compaction_sees_every_row_once(history, tmp_path):

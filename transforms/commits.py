@@ -230,12 +230,14 @@ def retired_path(out: str, run_id: str) -> str:
     return FileSystems.join(runs_dir(out), COMPACTED, f"{run_id}.json")
 
 
-def was_compacted(out: str, run_id: str) -> bool:
-    """Whether a compaction merged this run's files (its manifest retired, or still waiting to be)."""
+def was_compacted(out: str, run_id: str, replaced: set | None = None) -> bool:
+    """Whether a compaction merged this run's files (its manifest retired, or still waiting to be). `replaced`: what
+    committed_runs found replaced, when the caller has read the manifests already."""
     if FileSystems.exists(retired_path(out, run_id)):
         return True
-    replaced: set = set()
-    committed_runs(out, replaced)
+    if replaced is None:
+        replaced = set()
+        committed_runs(out, replaced)
     return run_id in replaced
 
 
