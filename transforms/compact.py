@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 from newsbeam.schemas import SCHEMA_VERSION, STATE, TABLES
 from newsbeam.transforms.commits import Commit, chunk_of, committed_files, parquet_rows, relative
 from newsbeam.transforms.dedup import NEAR_LOOKBACK
-from newsbeam.transforms.stored import KEY_ROW_GROUP, KEY_SHARDS, _indexed, legacy_keys, shard_of
+from newsbeam.transforms.stored import KEY_ROW_GROUP, KEY_SHARDS, is_indexed, legacy_keys, shard_of
 from newsbeam.transforms.stories import MAX_STORY_GAP
 from newsbeam.transforms.write import read_columns
 
@@ -73,7 +73,7 @@ def plan(out: str, commits: dict[str, Commit], now: datetime, keep_recent: timed
             else:
                 place = str(chunk_of(path))
             groups.setdefault((folder, place), Group(folder, place)).inputs.append(path)
-    legacy = {r: c for r, c in chosen.items() if not _indexed(c)}
+    legacy = {r: c for r, c in chosen.items() if not is_indexed(c)}
     if legacy:  # their keys, from their tables, fall in every shard
         for shard in range(KEY_SHARDS):
             groups.setdefault(("_state/keys", str(shard)), Group("_state/keys", str(shard)))

@@ -103,7 +103,7 @@ class StoredView:
         return {r: c for r, c in committed_runs(self.out).items() if r != self.run_id and c.committed_at < self.before}
 
 
-def _indexed(commit: Commit) -> bool:
+def is_indexed(commit: Commit) -> bool:
     """Whether a run's manifest names key files, or it stored no rows to key (a run before the index did not)."""
     if commit.files is None:
         return False
@@ -197,8 +197,8 @@ class _LookupFn(beam.DoFn):
     def _state(self):
         if self._commits is None:
             commits = self._view.commits()
-            self._commits = {r: c for r, c in commits.items() if _indexed(c)}
-            self._legacy_commits = {r: c for r, c in commits.items() if not _indexed(c)}
+            self._commits = {r: c for r, c in commits.items() if is_indexed(c)}
+            self._legacy_commits = {r: c for r, c in commits.items() if not is_indexed(c)}
         return self._commits
 
     def process(self, keyed):
