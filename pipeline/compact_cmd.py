@@ -169,6 +169,8 @@ def finish_compactions(out: str, stop_after: str | None = None) -> None:
             if gone:
                 FileSystems.delete(gone)
         _remove(FileSystems.join(folder, run_id))
+    if "://" not in folder and os.path.isdir(folder) and not os.listdir(folder):
+        os.rmdir(folder)  # no empty _compact/ left in a dataset once nothing is under way
 
 
 def _swap_in(stage: str, partition: str, run_id: str, inputs: set[str]) -> None:
