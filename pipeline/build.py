@@ -60,12 +60,12 @@ def extraction_processes(options, wanted: int | None) -> int:
     return wanted if wanted else usable_cpus()
 
 
-def clean_pages(p: beam.Pipeline, pages, chrome, processes: int | None = None) -> tuple:
+def clean_pages(p: beam.Pipeline, pages, chrome, processes: int | None = None, spill: str | None = None) -> tuple:
     """Fetched pages -> (extracted, stripped, normalised) stage outputs: extraction, chrome, normalisation."""
     if not single_process(p.options):  # fetching is grouped by host; extraction is spread over the workers again
         pages = pages | "SpreadPages" >> beam.Reshuffle()
     extracted = pages | "Extract" >> Extract(extraction_processes(p.options, processes))
-    stripped = extracted.documents | "StripChrome" >> StripChrome(chrome)
+    stripped = extracted.documents | "StripChrome" >> StripChrome(chrome, spill)
     normalised = stripped.documents | "Normalise" >> Normalise()
     return extracted, stripped, normalised
 
@@ -85,16 +85,19 @@ def keep_state(run: RunFiles, feed_states, stripped, deduped) -> list:
     ]
 
 
-def build_pipeline(p: beam.Pipeline, config: RunConfig, stored: StoredState, run: RunFiles, about: dict):
+def build_pipeline(p: beam.Pipeline, config: RunConfig, stored: StoredState, run: RunFiles, about: dict,
+                   spill: str | None = None):
     """Feeds -> entries -> pages -> articles, duplicates and errors as Parquet, state for the next run; then the
-    commit: the manifest (`about` and what was written) that makes them count."""
+    commit: the manifest (`about` and what was written) that makes them count. With `spill` (a local folder, in a
+    local run), what the stages group is spilled there in batches, so that the runner holds paths and small
+    records, not every page of the run."""
     known = stored_inputs(p, config, stored)
     feeds = p | "ReadSources" >> ReadSources(feed_specs(config, stored))
     entries = feeds.feeds | "FetchFeeds" >> FetchFeeds(config.fetch)
     links, unreadable_links = stored_links(entries.entries, known.view)
     pages = entries.entries | "FetchPages" >> FetchPages(config.fetch, links)
-    extracted, stripped, normalised = clean_pages(p, pages["pages"], known.chrome, config.extract_processes)
-    deduped = normalised.documents | "Dedup" >> Dedup(known.view)
+    extracted, stripped, normalised = clean_pages(p, pages["pages"], known.chrome, config.extract_processes, spill)
+    deduped = normalised.documents | "Dedup" >> Dedup(known.view, spill)
 
     unreadable = unreadable_errors([known.unreadable, unreadable_links, deduped[UNREADABLE]])
     errors = [unreadable] + [stage[ERRORS] for stage in (feeds, entries, pages, extracted, stripped, normalised)]
@@ -103,7 +106,7 @@ def build_pipeline(p: beam.Pipeline, config: RunConfig, stored: StoredState, run
         "duplicates": deduped["duplicates"],
         "errors": errors | "AllErrors" >> beam.Flatten(),
     }
-    files = [tables | "Write" >> WriteTables(run), *keep_state(run, entries[FEED_STATE], stripped, deduped)]
+    files = [tables | "Write" >> WriteTables(run, spill), *keep_state(run, entries[FEED_STATE], stripped, deduped)]
     return {
         "files": files | "AllFiles" >> beam.Flatten(),
         "feeds": entries[FEED_STATE],

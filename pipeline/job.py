@@ -4,11 +4,14 @@ then Beam's counters added to the manifest and what no commit names swept away."
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+import tempfile
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict
 from datetime import datetime, timezone
+from pathlib import Path
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -20,7 +23,7 @@ from newsbeam.pipeline.compact_cmd import AUTO_COMPACT, compact_locked, due, fin
 from newsbeam.pipeline.lock import writer_lock
 from newsbeam.pipeline.manifest import beam_metrics, summary_line
 from newsbeam.pipeline.progress import ProgressReporter
-from newsbeam.pipeline.runner import is_local, make_runner
+from newsbeam.pipeline.runner import is_local, make_runner, single_process
 from newsbeam.transforms.chrome import chrome_from_rows
 from newsbeam.transforms.commits import (Commit, RunFiles, committed_runs, launch_path, launched_attempts,
                                          manifest_path, new_attempt, read_json, sweep, versions, write_json,
@@ -156,11 +159,12 @@ def _run_locked(config: RunConfig, options: PipelineOptions, progress: bool, wai
         if reporter:
             os.environ[PROGRESS_DIR_ENV] = reporter.folder  # inherited by multi_processing workers
         try:
-            p = beam.Pipeline(runner=make_runner(options), options=options)
-            build_pipeline(p, config, stored, run, payload)
-            result = p.run()
-            if waits:
-                result.wait_until_finish()
+            with spill_folder(options) as spill:
+                p = beam.Pipeline(runner=make_runner(options), options=options)
+                build_pipeline(p, config, stored, run, payload, spill)
+                result = p.run()
+                if waits:
+                    result.wait_until_finish()
         finally:
             os.environ.pop(PROGRESS_DIR_ENV, None)
     t_pipeline = time.perf_counter()
@@ -188,6 +192,29 @@ def _run_locked(config: RunConfig, options: PipelineOptions, progress: bool, wai
         manifest["compacted"] = compact_locked(config.out, at_least=AUTO_COMPACT, swept=True)  # under this run's lock
     manifest["summary"] = summary_line(manifest)
     return manifest
+
+
+SPILL_ROOT = "newsbeam-spill"
+
+
+@contextmanager
+def spill_folder(options: PipelineOptions):
+    """A folder of the machine's temporary space for a local run in this one process to spill to, removed after
+    (and any left by a run of a process that is gone); None for other runs, whose runners spill themselves."""
+    if not single_process(options):
+        yield None
+        return
+    root = Path(tempfile.gettempdir()) / SPILL_ROOT
+    root.mkdir(exist_ok=True)
+    for left in root.iterdir():
+        pid = left.name.partition("-")[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+            shutil.rmtree(left, ignore_errors=True)
+    folder = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def committed_manifest(out: str, run_id: str, attempt: str) -> dict:

@@ -19,6 +19,7 @@ import apache_beam as beam
 
 from newsbeam.transforms.errors import ERRORS, fail_entries
 from newsbeam.transforms.metrics import count
+from newsbeam.transforms.write import Batches, unspill
 
 SHORT_LINE_WORDS = 14
 HEADLINE_SEARCH_LINES = 6  # how far down the body a repeated headline is looked for
@@ -382,17 +383,20 @@ class StripChrome(beam.PTransform):
     """Documents -> documents without chrome, learned per source; plus the `learned` state rows.
 
     Documents are grouped by source so each source's repeated lines are learned from all its
-    pages in the run, added to what earlier runs stored; all-chrome pages go to `errors`.
+    pages in the run, added to what earlier runs stored; all-chrome pages go to `errors`. They are
+    grouped in batches, spilled to files under `spill` when given (see write.Batches): then a
+    local run holds one source's pages at a time, not the run's.
     """
 
-    def __init__(self, stored_chrome):
+    def __init__(self, stored_chrome, spill: str | None = None):
         super().__init__()
-        self._stored_chrome = stored_chrome
+        self._stored_chrome, self._spill = stored_chrome, spill
 
     def expand(self, docs):
         return (
             docs
             | "KeyBySource" >> beam.Map(lambda d: (d["source"] or "", d))
+            | "Batch" >> Batches(self._spill)
             | "GroupBySource" >> beam.GroupByKey()
             | "LearnAndStrip" >> beam.ParDo(_LearnAndStripFn(), stored=self._stored_chrome).with_outputs(
                 ERRORS, LEARNED, main="documents"
@@ -405,9 +409,9 @@ LEARNED = "learned"
 
 class _LearnAndStripFn(beam.DoFn):
     def process(self, keyed, stored):
-        source, docs = keyed
+        source, batches = keyed
         known = stored.get(source) or SourceChrome()
-        learned, results = strip_source(list(docs), known)
+        learned, results = strip_source([doc for batch in batches for doc in unspill(batch)], known)
         for row in state_rows(source, learned, known):
             yield beam.pvalue.TaggedOutput(LEARNED, row)
         for doc, stripped in results:

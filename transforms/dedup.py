@@ -52,7 +52,7 @@ from newsbeam.transforms.stored import UNREADABLE, LookupKeys, ReadStoredBlocks,
 from newsbeam.transforms.stories import (MAX_STORY_GAP, MIN_SHARED_NAMES, POSTING_LIMIT, STORY_REACH, StoryFeatures,
                                          feature_keys, resolve_links, state_feature_counts, story_features,
                                          story_links)
-from newsbeam.transforms.write import spill, unspill
+from newsbeam.transforms.write import Batches, spill, spill_to, unspill
 
 _FAR_FUTURE = "9999"
 NEAR_WINDOW = timedelta(days=7)  # copies of a story are compared only within this time of each other
@@ -594,56 +594,94 @@ class Dedup(beam.PTransform):
     are duplicates of those; the rest go through the tiers together with earlier runs' near and
     story state of the time blocks they can meet (transforms/stored.py reads both, on the workers).
     'unreadable': (path, reason) of stored files that could not be read.
+
+    Documents move in chunks (write.Batches), spilled to files under `spill` when given: each chunk
+    is read once to describe its documents and once, when the tiers have decided, to give its rows;
+    in between, a local run holds the chunks' paths and the documents' small records, not their text.
     """
 
-    def __init__(self, stored: StoredView):
+    def __init__(self, stored: StoredView, spill: str | None = None):
         super().__init__()
-        self._stored = stored
+        self._stored, self._spill = stored, spill
 
     def expand(self, docs):
-        looked = (docs | "KeysOf" >> beam.FlatMap(lambda d: [("link", d["canonical_url"]), ("text", d["content_hash"])])
+        chunks = (docs | "Chunk" >> beam.Map(lambda d: (0, d)) | "Chunks" >> Batches(self._spill)
+                  | "ChunkParts" >> beam.Values())
+        looked = (chunks | "KeysOf" >> beam.FlatMap(lambda chunk: [key for d in unspill(chunk) for key in stored_keys(d)])
                   | "LookupStored" >> LookupKeys(self._stored))
-        new = docs | "AgainstEarlierRuns" >> beam.ParDo(_AgainstStoredFn(), as_dict(looked["found"])).with_outputs(
-            "duplicates", main="documents")
-        described = new.documents | "Describe" >> beam.Map(lambda d: {**d, "records": describe([(d["url"], d)])[0]})
-        new_near = described | "NearRecords" >> beam.FlatMap(lambda d: [d["records"]["near"]] if d["records"]["near"] else [])
-        new_story = described | "StoryRecords" >> beam.Map(lambda d: d["records"]["story"])
-        stored_near = (new_near | "NearQueries" >> beam.FlatMap(near_queries)
+        found = as_dict(looked["found"])
+        new = chunks | "Describe" >> beam.ParDo(_DescribeFn(self._spill), found).with_outputs("duplicates", "near", "story",
+                                                                                   "pending", main="light")
+        stored_near = (new.near | "NearQueries" >> beam.FlatMap(lambda records: chain.from_iterable(map(near_queries, records)))
                        | "ReadNear" >> ReadStoredBlocks(self._stored, "near", NEAR_LOOKBACK, NearPick()))
-        stored_story = (new_story | "StoryQueries" >> beam.FlatMap(story_queries)
+        stored_story = (new.story | "StoryQueries" >> beam.FlatMap(lambda records: chain.from_iterable(map(story_queries, records)))
                         | "ReadStory" >> ReadStoredBlocks(self._stored, "story", MAX_STORY_GAP, StoryPick()))
         decided = {
-            "light": described | "LightRecords" >> beam.Map(lambda d: [d["records"]["light"]]),
-            "near": (new_near, stored_near.rows) | "AllNear" >> beam.Flatten() | "NearBlocks" >> beam.FlatMap(lambda r: near_blocks([r])),
-            "story": (new_story | "StoryBlocks" >> beam.FlatMap(lambda r: story_blocks([r])), stored_story.rows)
-            | "AllStory" >> beam.Flatten(),
+            "light": new.light,
+            "near": (new.near | "NearBlocks" >> beam.FlatMap(near_blocks),
+                     stored_near.rows | "StoredNearBlocks" >> beam.FlatMap(lambda r: near_blocks([r]))) | "AllNear" >> beam.Flatten(),
+            "story": (new.story | "StoryBlocks" >> beam.FlatMap(story_blocks), stored_story.rows) | "AllStory" >> beam.Flatten(),
         } | "Tiers" >> Decisions()
         decisions = as_dict(decided["decisions"] | "EachDecision" >> beam.FlatMap(list))
-        rows = described | "Apply" >> beam.ParDo(_ApplyFn(), decisions).with_outputs("duplicates", main="articles")
+        # Apply reads the chunks Describe passes on, not `chunks`: where one PCollection fed both the tiers and the
+        # reader of their decisions, Beam 2.77's FnApiRunner left every stage after the tiers unrun.
+        rows = new.pending | "Apply" >> beam.ParDo(_ApplyFn(), decisions).with_outputs("duplicates", main="articles")
         duplicates = (new.duplicates, rows.duplicates) | "AllDuplicates" >> beam.Flatten()
         unreadable = (looked[UNREADABLE], stored_near[UNREADABLE], stored_story[UNREADABLE]) | "Unreadable" >> beam.Flatten()
         return {"articles": rows.articles, "duplicates": duplicates, "near_state": decided["near_state"],
                 "story_state": decided["story_state"], UNREADABLE: unreadable}
 
 
-class _AgainstStoredFn(beam.DoFn):
-    def process(self, doc, stored):
-        earlier = stored.get(("link", doc["canonical_url"]))
-        tier = "url"
-        if earlier is None:
-            earlier, tier = stored.get(("text", doc["content_hash"])), "exact"
-        if earlier is None:
-            yield doc
+def stored_keys(doc: dict) -> list[tuple[str, str]]:
+    """The keys under which the key index may hold a document: its link and its text."""
+    return [("link", doc["canonical_url"]), ("text", doc["content_hash"])]
+
+
+def earlier_copy(doc: dict, stored: dict) -> tuple[str, str] | None:
+    """(kept article_id, tier) of what an earlier run stored of this document (its link, else its text), or None."""
+    for (kind, key), tier in zip(stored_keys(doc), ("url", "exact")):
+        earlier = stored.get((kind, key))
+        if earlier is not None:
+            return earlier, tier
+    return None
+
+
+class _DescribeFn(beam.DoFn):
+    """A chunk -> duplicates rows of its documents earlier runs stored ('duplicates'); the others as a chunk for
+    `_ApplyFn` ('pending', spilled again under `spill` when given) and their records: one list of light records
+    (main), of near records ('near') and of story records ('story')."""
+
+    def __init__(self, spill: str | None = None):
+        self._spill = spill
+
+    def process(self, chunk, stored):
+        new, docs = [], unspill(chunk)
+        for doc in docs:
+            earlier = earlier_copy(doc, stored)
+            if earlier is None:
+                new.append(doc)
+                continue
+            count(f"duplicates_{earlier[1]}_earlier_run", len(doc["entries"]))
+            for row in duplicate_rows(doc, *earlier):
+                yield beam.pvalue.TaggedOutput("duplicates", row)
+        if not new:
             return
-        count(f"duplicates_{tier}_earlier_run", len(doc["entries"]))
-        for row in duplicate_rows(doc, earlier, tier):
-            yield beam.pvalue.TaggedOutput("duplicates", row)
+        if len(new) < len(docs):
+            chunk = spill_to(self._spill, new) if self._spill else new
+        yield beam.pvalue.TaggedOutput("pending", chunk)
+        described = describe([(doc["url"], doc) for doc in new])
+        yield [records["light"] for records in described]
+        yield beam.pvalue.TaggedOutput("near", [records["near"] for records in described if records["near"]])
+        yield beam.pvalue.TaggedOutput("story", [records["story"] for records in described])
 
 
 class _ApplyFn(beam.DoFn):
-    def process(self, doc, decisions):
-        article, duplicates = decided_rows(doc, decisions.get(doc["url"]))
-        if article is not None:
-            yield article
-        for row in duplicates:
-            yield beam.pvalue.TaggedOutput("duplicates", row)
+    """A chunk of new documents -> their articles and duplicates rows, as the tiers decided."""
+
+    def process(self, chunk, decisions):
+        for doc in unspill(chunk):
+            article, duplicates = decided_rows(doc, decisions.get(doc["url"]))
+            if article is not None:
+                yield article
+            for row in duplicates:
+                yield beam.pvalue.TaggedOutput("duplicates", row)

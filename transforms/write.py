@@ -14,7 +14,9 @@ import io
 import pickle
 import posixpath
 import uuid
+from collections import defaultdict
 from datetime import datetime, timezone
+from itertools import chain, islice
 
 import apache_beam as beam
 import pyarrow as pa
@@ -27,6 +29,8 @@ from newsbeam.transforms.metrics import count
 from newsbeam.transforms.normalise import partition_date, valid_values
 
 ROWS_PER_FILE = 20_000
+ROW_GROUP_ROWS = 4_096  # a table file is written a row group at a time: what a writer holds
+SPILL_BATCH = 256  # rows or documents a batch spilled to a file holds (`Batches`)
 
 
 def partition_of(table: str, row: dict) -> str:
@@ -53,16 +57,21 @@ def parquet_bytes(table: pa.Table, row_group_size: int | None = None) -> bytes:
     return sink.getvalue()
 
 
-def write_file(path: str, data: bytes, expected_rows: int) -> None:
-    """Write `data` to `path` via a hidden temporary file and a rename; check the footer after."""
+def write_file(path: str, data, expected_rows: int | None = None) -> None:
+    """Write `data` to `path` via a hidden temporary file and a rename; check the footer after. `data`: the file's
+    bytes (holding `expected_rows`), or a function that writes to the open file and returns the rows it wrote."""
     folder, name = posixpath.split(path)
     tmp = posixpath.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
+    written = expected_rows
     with FileSystems.create(tmp) as f:
-        f.write(data)
+        if callable(data):
+            written = data(f)
+        else:
+            f.write(data)
     FileSystems.rename([tmp], [path])
     rows = parquet_rows(path)
-    if rows != expected_rows:
-        raise IOError(f"{path} has {rows} rows after writing, expected {expected_rows}")
+    if rows != written:
+        raise IOError(f"{path} has {rows} rows after writing, expected {written}")
 
 
 def table_dir(out: str, table: str) -> str:
@@ -132,13 +141,17 @@ def read_columns(path: str, columns: list[str], since, schema) -> pa.Table:
 class WriteTables(beam.PTransform):
     """{'articles': rows, 'duplicates': rows, 'errors': rows} -> the files written, as (table, path, rows) infos.
 
+    Rows are grouped by partition in batches (`Batches`), spilled to files under `spill` when given
+    (a local run: its runner would hold every row of the run in memory until the grouping is done),
+    and each partition's file is written a row group at a time.
+
     With the run's `per_window` (the streaming job), each window of the input is written as a run of
     its own, and the file infos come out in their windows. Nothing counts until the run commits them.
     """
 
-    def __init__(self, run: RunFiles):
+    def __init__(self, run: RunFiles, spill: str | None = None):
         super().__init__()
-        self._run = run
+        self._run, self._spill = run, spill
 
     def expand(self, tables: dict):
         written = []
@@ -147,6 +160,7 @@ class WriteTables(beam.PTransform):
                 rows
                 | f"Stamp{table.title()}" >> beam.ParDo(_StampFn(self._run, table))
                 | f"Partition{table.title()}" >> beam.Map(lambda row, t=table: (partition_of(t, row), row))
+                | f"Batch{table.title()}" >> Batches(self._spill)
                 | f"Group{table.title()}" >> beam.GroupByKey()
                 | f"Write{table.title()}" >> beam.ParDo(_WritePartitionFn(self._run, table))
             )
@@ -169,31 +183,46 @@ class _StampFn(beam.DoFn):
 
 
 class _WritePartitionFn(beam.DoFn):
+    """(partition, batches of its rows) -> its files, of up to ROWS_PER_FILE rows, each written a row group at a
+    time: no more than a row group's rows are held."""
+
     def __init__(self, run: RunFiles, table: str):
         self._run, self._table = run, table
 
     def process(self, keyed, window=beam.DoFn.WindowParam):
-        day, rows = keyed
+        day, batches = keyed
         folder = partition_dir(self._run.out, self._table, day)
-        chunk, batch = 0, []
-        for row in rows:
-            batch.append(row)
-            if len(batch) == ROWS_PER_FILE:
-                yield write_rows(self._table, self._run.path(folder, chunk, window), batch)
-                chunk, batch = chunk + 1, []
-        if batch:
-            yield write_rows(self._table, self._run.path(folder, chunk, window), batch)
+        rows = (row for batch in batches for row in unspill(batch))
+        chunk = 0
+        while True:
+            first = next(rows, None)
+            if first is None:
+                return
+            yield write_rows(self._table, self._run.path(folder, chunk, window),
+                             chain([first], islice(rows, ROWS_PER_FILE - 1)))
+            chunk += 1
 
 
 def partition_dir(out: str, table: str, day: str) -> str:
     return FileSystems.join(table_dir(out, table), f"{PARTITION_COLUMN}={day}")
 
 
-def write_rows(table: str, path: str, rows: list[dict]) -> dict:
-    """Rows of a table (stamped) to one checked Parquet file; counted; its file info for the manifest."""
-    write_file(path, parquet_bytes(to_arrow(table, rows)), len(rows))
-    count(f"rows_written_{table}", len(rows))
-    return {"table": table, "path": path, "rows": len(rows)}
+def write_rows(table: str, path: str, rows) -> dict:
+    """Rows of a table (stamped; any iterable) to one checked Parquet file, ROW_GROUP_ROWS at a time; counted; its
+    file info for the manifest."""
+    schema, rows, written = TABLES[table] if table in TABLES else STATE[table], iter(rows), 0
+
+    def write(f) -> int:
+        nonlocal written
+        with pq.ParquetWriter(f, schema, compression="zstd") as writer:
+            while group := list(islice(rows, ROW_GROUP_ROWS)):
+                writer.write_table(to_arrow(table, group))
+                written += len(group)
+        return written
+
+    write_file(path, write)
+    count(f"rows_written_{table}", written)
+    return {"table": table, "path": path, "rows": written}
 
 
 def write_chunk(run: RunFiles, table: str, chunk: int, rows: list[dict]) -> list[dict]:
@@ -241,6 +270,34 @@ def unspill(part):
         with FileSystems.open(part, compression_type="uncompressed") as f:
             return pickle.loads(f.read())
     return part
+
+
+class Batches(beam.PTransform):
+    """(key, value) elements -> (key, batch) elements: a key's values as they come, up to SPILL_BATCH at a time (in
+    each window), for a GroupByKey to gather. A batch is a list, or with `folder` the path of the file `spill`
+    wrote it to (a local run: then its runner holds paths, not the run's rows)."""
+
+    def __init__(self, folder: str | None, size: int = SPILL_BATCH):
+        super().__init__()
+        self._folder, self._size = folder, size
+
+    def expand(self, keyed):
+        return (keyed
+                | "Batch" >> beam.BatchElements(min_batch_size=self._size, max_batch_size=self._size)
+                | "ByKey" >> beam.FlatMap(by_key, self._folder))
+
+
+def by_key(batch: list[tuple], folder: str | None = None) -> list[tuple]:
+    """A batch of (key, value) -> (key, its values) for each key in it; spilled under `folder` when given."""
+    found: dict = defaultdict(list)
+    for key, value in batch:
+        found[key].append(value)
+    return [(key, spill_to(folder, values) if folder else values) for key, values in found.items()]
+
+
+def spill_to(folder: str, part) -> str:
+    """`spill` under `folder`, to a file of a name of its own."""
+    return spill(FileSystems.join(folder, f"{uuid.uuid4().hex}.pickle"), part)
 
 
 class WriteState(beam.PTransform):
