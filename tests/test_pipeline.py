@@ -11,7 +11,7 @@ import pytest
 from newsbeam.pipeline.config import RunConfig
 from newsbeam.pipeline.job import run_job
 from newsbeam.transforms.http import FetchSettings
-from newsbeam.transforms.sources import read_sources
+from newsbeam.transforms.sources import parse_sources, read_sources
 from newsweb import build_news_web
 
 FAST = FetchSettings(connect_timeout=2, read_timeout=1.0, deadline=2.5, allow_private_network=True,
@@ -277,3 +277,47 @@ def test_a_story_continues_into_a_later_run_from_the_stored_features(web, tmp_pa
     articles = read(out, "articles").set_index("url")
     assert manifest["counts"]["stored_story_records"] == 1
     assert articles.story_id[later] == articles.story_id[first] == articles.article_id[first]
+
+
+def test_a_run_worked_through_in_pieces_finds_what_one_piece_finds(web, tmp_path, monkeypatch):
+    """Local runs spill what the stages group in batches (write.Batches): with batches of one page, every copy is
+    in another piece than its original, and the tiers must decide exactly as over one piece."""
+    from newsbeam.transforms import write
+    from newsweb import article_page, body_paragraphs, rss
+    from test_stories import FLOOD_A, FLOOD_FOLLOW_UP
+
+    news = build_news_web(web, tmp_path)
+    story = body_paragraphs(2) + body_paragraphs(3)[1:]
+    pages = {
+        "original": ("Pier to be rebuilt", story, "https://a.example/pier", "2026-11-20T09:00:00+00:00"),
+        "edited": ("Council backs pier plan", _edited(story), "https://b.example/pier-plan", "2026-11-20T11:00:00+00:00"),
+        "exact": ("Pier to be rebuilt (wire)", story, "https://c.example/pier", "2026-11-20T13:00:00+00:00"),
+        "flood": ("River Osk floods Varnholm", FLOOD_A.split("\n"), "https://a.example/flood", "2026-11-18T09:00:00+00:00"),
+        "return": ("Varnholm residents return", FLOOD_FOLLOW_UP.split("\n"), "https://b.example/return",
+                   "2026-11-19T09:00:00+00:00"),
+    }
+    links = {name: web.add(f"/more/{i}.html", article_page(title, paras, canonical, name, published))
+             for i, (name, (title, paras, canonical, published)) in enumerate(pages.items())}
+    more = web.add("/more.xml", rss("More", [{"title": n, "link": u} for n, u in links.items()]))
+    feeds = read_sources(str(news.feeds_file)) + parse_sources(more + "\n", "more.txt")
+
+    def tables(out: Path, run_id: str) -> tuple[dict, dict]:
+        manifest = run_job(RunConfig(feeds=feeds, feeds_location="pieces", out=str(out), run_id=run_id, fetch=FAST))
+        found = {
+            "articles": read(out, "articles")[["url", "article_id", "story_id", "content_hash", "text"]],
+            "duplicates": read(out, "duplicates")[["url", "duplicate_of", "tier", "similarity"]],
+            "errors": read(out, "errors")[["url", "stage", "error", "message"]],
+        }
+        return {name: sorted(tuple(map(str, row)) for row in frame.itertuples(index=False)) for name, frame in found.items()}, manifest
+
+    whole, one = tables(tmp_path / "whole", "whole")
+    monkeypatch.setattr(write, "SPILL_BATCH", 1)
+    pieces, many = tables(tmp_path / "pieces", "pieces")
+    assert pieces == whole
+    assert many["counts"]["batches_spilled"] >= 2 * len(whole["articles"])  # pages by source, chunks, rows: each alone
+    assert many["counts"]["batches_spilled"] > one["counts"]["batches_spilled"]
+    tiers = {row[2] for row in whole["duplicates"]}
+    assert {"url", "exact", "near"} <= tiers, tiers
+    story = {row[0]: row[2] for row in whole["articles"]}
+    assert story[links["return"]] == story[links["flood"]]
+    assert many["links"]["balanced"] and many["links"] == one["links"]

@@ -277,9 +277,9 @@ class Batches(beam.PTransform):
     each window), for a GroupByKey to gather. A batch is a list, or with `folder` the path of the file `spill`
     wrote it to (a local run: then its runner holds paths, not the run's rows)."""
 
-    def __init__(self, folder: str | None, size: int = SPILL_BATCH):
+    def __init__(self, folder: str | None, size: int | None = None):
         super().__init__()
-        self._folder, self._size = folder, size
+        self._folder, self._size = folder, size or SPILL_BATCH
 
     def expand(self, keyed):
         return (keyed
@@ -296,7 +296,8 @@ def by_key(batch: list[tuple], folder: str | None = None) -> list[tuple]:
 
 
 def spill_to(folder: str, part) -> str:
-    """`spill` under `folder`, to a file of a name of its own."""
+    """`spill` under `folder`, to a file of a name of its own; counted."""
+    count("batches_spilled")
     return spill(FileSystems.join(folder, f"{uuid.uuid4().hex}.pickle"), part)
 
 
