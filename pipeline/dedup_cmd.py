@@ -25,7 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from newsbeam.pipeline.config import UsageError
-from newsbeam.pipeline.job import committed_manifest
+from newsbeam.pipeline.job import SPILL_PREFIX, committed_manifest
 from newsbeam.pipeline.lock import writer_lock
 from newsbeam.pipeline.manifest import beam_metrics
 from newsbeam.pipeline.compact_cmd import finish_compactions, refuse_compacted_rerun
@@ -159,7 +159,7 @@ def _dedup_locked(dataset: str, files: list[str], out: str, run_id: str, beam_ar
     refuse_compacted_rerun(out, run_id)
     found = chunks(files)
     run = RunFiles(out, run_id, new_attempt())
-    spill_dir = FileSystems.join(out, f"_tmp-{run_id}")
+    spill_dir = FileSystems.join(out, f"{SPILL_PREFIX}{run_id}")
     _remove(spill_dir)
     p = beam.Pipeline(runner=make_runner(options), options=options)
     specs = p | "Chunks" >> beam.Create(found)

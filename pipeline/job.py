@@ -159,7 +159,7 @@ def _run_locked(config: RunConfig, options: PipelineOptions, progress: bool, wai
         if reporter:
             os.environ[PROGRESS_DIR_ENV] = reporter.folder  # inherited by multi_processing workers
         try:
-            with spill_folder(options) as spill:
+            with spill_folder(options, config.out, config.run_id) as spill:
                 p = beam.Pipeline(runner=make_runner(options), options=options)
                 build_pipeline(p, config, stored, run, payload, spill)
                 result = p.run()
@@ -194,23 +194,25 @@ def _run_locked(config: RunConfig, options: PipelineOptions, progress: bool, wai
     return manifest
 
 
-SPILL_ROOT = "newsbeam-spill"
+SPILL_PREFIX = "_tmp-"  # DIR/_tmp-RUN_ID: a run's (or `newsbeam dedup`'s) spilled batches, while it is under way
 
 
 @contextmanager
-def spill_folder(options: PipelineOptions):
-    """A folder of the machine's temporary space for a local run in this one process to spill to, removed after
-    (and any left by a run of a process that is gone); None for other runs, whose runners spill themselves."""
+def spill_folder(options: PipelineOptions, out: str, run_id: str):
+    """Where a local run in this one process spills what its stages group, removed after; None for other runs, whose
+    runners spill themselves. DIR/_tmp-RUN_ID for a dataset on a local disk (readers never look there; what a killed
+    run left is removed by the next run, which holds the dataset's lock), else a folder of the machine's temporary
+    space."""
     if not single_process(options):
         yield None
         return
-    root = Path(tempfile.gettempdir()) / SPILL_ROOT
-    root.mkdir(exist_ok=True)
-    for left in root.iterdir():
-        pid = left.name.partition("-")[0]
-        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
+    if "://" in out:
+        folder = tempfile.mkdtemp(prefix="newsbeam-spill-")
+    else:
+        for left in Path(out).glob(f"{SPILL_PREFIX}*"):
             shutil.rmtree(left, ignore_errors=True)
-    folder = tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=root)
+        folder = str(Path(out) / f"{SPILL_PREFIX}{run_id}")
+        Path(folder).mkdir(parents=True)
     try:
         yield folder
     finally:

@@ -87,6 +87,7 @@ def assert_whole(out: Path, links: list[str], manifest: dict) -> None:
     duplicates = pd.read_parquet(out / "duplicates")
     assert not (duplicates.tier == "near").any(), "an article was filed as a near copy of itself"
     assert not (out / ".newsbeam.lock").exists()
+    assert not list(out.glob("_tmp-*")), "a run's spilled batches outlived it"
 
 
 @pytest.fixture(scope="module")
@@ -106,6 +107,8 @@ def test_a_run_killed_at_a_write_boundary_then_rerun_accounts_for_every_link_onc
     folder, feeds, links = crashed
     out = folder / boundary.replace(":", "-")
     crash(boundary, feeds, out, "night")
+    # killed while its pipeline ran (all but the launcher's last steps): its spilled batches are left behind
+    assert (out / "_tmp-night").is_dir() == (boundary != "launcher")
     same_id, new_id = out.with_name(out.name + "-same"), out.with_name(out.name + "-new")
     shutil.copytree(out, same_id)
     shutil.copytree(out, new_id)

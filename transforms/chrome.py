@@ -411,7 +411,7 @@ class _LearnAndStripFn(beam.DoFn):
     def process(self, keyed, stored):
         source, batches = keyed
         known = stored.get(source) or SourceChrome()
-        learned, results = strip_source([doc for batch in batches for doc in unspill(batch)], known)
+        learned, results = strip_source([doc for batch in batches for doc in unspill(batch, consume=True)], known)
         for row in state_rows(source, learned, known):
             yield beam.pvalue.TaggedOutput(LEARNED, row)
         for doc, stripped in results:

@@ -42,6 +42,7 @@ import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+from apache_beam.io.filesystems import FileSystems
 from apache_beam.transforms.window import IntervalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 
@@ -664,9 +665,11 @@ class _DescribeFn(beam.DoFn):
             count(f"duplicates_{earlier[1]}_earlier_run", len(doc["entries"]))
             for row in duplicate_rows(doc, *earlier):
                 yield beam.pvalue.TaggedOutput("duplicates", row)
-        if not new:
-            return
-        if len(new) < len(docs):
+        if len(new) < len(docs):  # this is the chunk's last reader: _ApplyFn gets a chunk of the new ones
+            if isinstance(chunk, str):
+                FileSystems.delete([chunk])
+            if not new:
+                return
             chunk = spill_to(self._spill, new) if self._spill else new
         yield beam.pvalue.TaggedOutput("pending", chunk)
         described = describe([(doc["url"], doc) for doc in new])
@@ -679,7 +682,7 @@ class _ApplyFn(beam.DoFn):
     """A chunk of new documents -> their articles and duplicates rows, as the tiers decided."""
 
     def process(self, chunk, decisions):
-        for doc in unspill(chunk):
+        for doc in unspill(chunk, consume=True):  # its last reader
             article, duplicates = decided_rows(doc, decisions.get(doc["url"]))
             if article is not None:
                 yield article

@@ -192,7 +192,7 @@ class _WritePartitionFn(beam.DoFn):
     def process(self, keyed, window=beam.DoFn.WindowParam):
         day, batches = keyed
         folder = partition_dir(self._run.out, self._table, day)
-        rows = (row for batch in batches for row in unspill(batch))
+        rows = (row for batch in batches for row in unspill(batch, consume=True))
         chunk = 0
         while True:
             first = next(rows, None)
@@ -264,11 +264,15 @@ def spill(path: str, part):
     return path
 
 
-def unspill(part):
-    """A batch as grouped: itself, or the path `spill` wrote it to."""
+def unspill(part, consume: bool = False):
+    """A batch as grouped: itself, or the path `spill` wrote it to; with `consume`, by its last reader, the file is
+    deleted once read (a local run's spills then take the disk of what is under way, not the run's)."""
     if isinstance(part, str):
         with FileSystems.open(part, compression_type="uncompressed") as f:
-            return pickle.loads(f.read())
+            batch = pickle.loads(f.read())
+        if consume:
+            FileSystems.delete([part])
+        return batch
     return part
 
 
