@@ -70,3 +70,14 @@ def wcxb_pages(corpus: Path) -> list[dict]:
                       "without": list(truth.get("without") or []),
                       "bytes": gzip.decompress((corpus / "html" / f"{truth_path.stem}.html.gz").read_bytes())})
     return pages
+
+
+def parse_sizes(parser: argparse.ArgumentParser, text: str, what: str) -> list[int]:
+    """--sizes "2000,10_000" -> [2000, 10000], sorted and distinct; a usage error for anything else."""
+    try:
+        sizes = sorted({int(s.replace("_", "")) for s in text.split(",") if s.strip()})
+    except ValueError:
+        parser.error(f"--sizes: not a list of numbers: {text!r}")
+    if not sizes or sizes[0] < 1:
+        parser.error(f"--sizes: give positive {what}")
+    return sizes

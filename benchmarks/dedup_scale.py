@@ -79,6 +79,8 @@ import pyarrow.parquet as pq
 from newsbeam.schemas import ARTICLES, SCHEMA_VERSION
 from newsbeam.transforms.normalise import article_id, canonical_url, content_hash, word_count
 
+from corpus import parse_sizes
+
 REPO = Path(__file__).resolve().parents[1]
 GENERATOR = 2  # bump when the generated data changes: cached datasets of other versions are not reused
 DEFAULT_SIZES = "10000,30000,100000"
@@ -504,29 +506,33 @@ def newsbeam_command() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "newsbeam.pipeline.cli"]
 
 
-def run_dedup(dataset: Path, out: Path, run_id: str, beam_args: list[str], verbose: bool, timeout: float,
-              rss_limit_mib: float, logs: Path) -> dict:
-    shutil.rmtree(out, ignore_errors=True)
-    cmd = [*newsbeam_command(), "dedup", str(dataset), "--out", str(out), "--run-id", run_id, *(["--verbose"] if verbose else []), *beam_args]
-    logs.mkdir(parents=True, exist_ok=True)
-    with open(logs / f"{run_id}.stdout", "wb") as so, open(logs / f"{run_id}.stderr", "wb") as se:
+def measured(cmd: list[str], log: Path, timeout: float, rss_limit_mib: float) -> dict:
+    """Run `cmd` in its own session, stdout and stderr to LOG.stdout and LOG.stderr, its process tree's RSS sampled
+    (Watch: killed past `timeout` s or `rss_limit_mib`); what it cost and printed."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{log}.stdout", "wb") as so, open(f"{log}.stderr", "wb") as se:
         t0 = time.perf_counter()
         proc = subprocess.Popen(cmd, stdout=so, stderr=se, start_new_session=True)
         watch = Watch(proc.pid, timeout, int(rss_limit_mib * 2**20))
         _, status, usage = os.wait4(proc.pid, 0)
         wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
         watch.stop()
-    stderr = (logs / f"{run_id}.stderr").read_text(errors="replace").strip().splitlines()
-    result = {
-        "command": shlex.join(cmd), "exit_code": proc.returncode, "wall_seconds": round(wall, 2),
+    return {
+        "command": shlex.join(cmd), "exit_code": os.waitstatus_to_exitcode(status), "wall_seconds": round(wall, 2),
         "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 2), "peak_rss_mib": round(watch.peak / 2**20),
         "max_process_rss_mib": round(usage.ru_maxrss / 1024), "peak_processes": watch.peak_procs, "rss_samples": watch.samples,
-        "killed": watch.killed, "stdout": (logs / f"{run_id}.stdout").read_text(errors="replace").strip(),
-        "stderr_tail": stderr[-15:],
+        "killed": watch.killed, "stdout": Path(f"{log}.stdout").read_text(errors="replace").strip(),
+        "stderr_tail": Path(f"{log}.stderr").read_text(errors="replace").strip().splitlines()[-15:],
     }
+
+
+def run_dedup(dataset: Path, out: Path, run_id: str, beam_args: list[str], verbose: bool, timeout: float,
+              rss_limit_mib: float, logs: Path) -> dict:
+    shutil.rmtree(out, ignore_errors=True)
+    cmd = [*newsbeam_command(), "dedup", str(dataset), "--out", str(out), "--run-id", run_id, *(["--verbose"] if verbose else []), *beam_args]
+    result = measured(cmd, logs / run_id, timeout, rss_limit_mib)
     manifest_path = out / "runs" / f"{run_id}.json"
-    if proc.returncode == 0 and manifest_path.is_file():
+    if result["exit_code"] == 0 and manifest_path.is_file():
         manifest = json.loads(manifest_path.read_text())
         counts = manifest.get("counts", {})
         result["manifest"] = {
@@ -645,12 +651,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--generate-only", action="store_true", help="only generate (or find) the datasets")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
-    try:
-        sizes = sorted({int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()})
-    except ValueError:
-        parser.error(f"--sizes: not a list of numbers: {args.sizes!r}")
-    if not sizes or sizes[0] < 1:
-        parser.error("--sizes: give positive article counts")
+    sizes = parse_sizes(parser, args.sizes, "article counts")
     work = Path(args.work).resolve()
     work.mkdir(parents=True, exist_ok=True)
     beam_args = shlex.split(args.beam_args)

@@ -67,7 +67,6 @@ import json
 import os
 import random
 import re
-import shlex
 import shutil
 import statistics
 import subprocess
@@ -80,8 +79,8 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 import pyarrow.parquet as pq
-from corpus import DEFAULT_WCXB, REPO, corpus_or_skip, corpus_parser
-from dedup_scale import Watch, newsbeam_command
+from corpus import DEFAULT_WCXB, REPO, corpus_or_skip, corpus_parser, parse_sizes
+from dedup_scale import measured, newsbeam_command
 from newsbeam.transforms.errors import FEED_STAGES
 from pipeline_throughput import load_pages
 
@@ -199,23 +198,8 @@ def run_size(n: int, feeds_list: Path, out: Path, logs: Path, timeout: float, rs
     run_id = f"mem-{n}"
     cmd = [*newsbeam_command(), "run", "--feeds", str(feeds_list), "--out", str(out), "--run-id", run_id, "-q",
            "--no-compact"]
-    logs.mkdir(parents=True, exist_ok=True)
-    log = logs / f"{out.name}"
-    with open(f"{log}.stdout", "wb") as so, open(f"{log}.stderr", "wb") as se:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=so, stderr=se, start_new_session=True)
-        watch = Watch(proc.pid, timeout, int(rss_limit_mib * 2**20))
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - t0
-        watch.stop()
-    code = os.waitstatus_to_exitcode(status)
-    result = {"n": n, "command": shlex.join(cmd), "exit_code": code, "killed": watch.killed,
-              "wall_seconds": round(wall, 1), "peak_rss_mib": round(watch.peak / 2**20),
-              "max_process_rss_mib": round(usage.ru_maxrss / 1024),
-              "peak_processes": watch.peak_procs, "rss_samples": watch.samples,
-              "stdout": Path(f"{log}.stdout").read_text(errors="replace").strip(),
-              "stderr_tail": Path(f"{log}.stderr").read_text(errors="replace").strip().splitlines()[-15:]}
-    manifests = sorted((out / "runs").glob("*.json")) if code == 0 else []
+    result = {"n": n, **measured(cmd, logs / out.name, timeout, rss_limit_mib)}
+    manifests = sorted((out / "runs").glob("*.json")) if result["exit_code"] == 0 else []
     if manifests:
         manifest = json.loads(manifests[-1].read_text())
         links = manifest.get("links", {})
@@ -275,12 +259,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="build the web, outputs and logs in DIR (new or empty) and keep them, "
                         "with results.json (default: a temporary folder, deleted at the end)")
     args = parser.parse_args(argv)
-    try:
-        sizes = sorted({int(s.replace("_", "")) for s in args.sizes.split(",") if s.strip()})
-    except ValueError:
-        parser.error(f"--sizes: not a list of numbers: {args.sizes!r}")
-    if not sizes or sizes[0] < 1:
-        parser.error("--sizes: give positive page counts")
+    sizes = parse_sizes(parser, args.sizes, "page counts")
     corpus = corpus_or_skip(parser, args)
     if corpus is None:
         return 0
