@@ -95,7 +95,7 @@ def build_pipeline(p: beam.Pipeline, config: RunConfig, stored: StoredState, run
     feeds = p | "ReadSources" >> ReadSources(feed_specs(config, stored))
     entries = feeds.feeds | "FetchFeeds" >> FetchFeeds(config.fetch)
     links, unreadable_links = stored_links(entries.entries, known.view)
-    pages = entries.entries | "FetchPages" >> FetchPages(config.fetch, links)
+    pages = entries.entries | "FetchPages" >> FetchPages(config.fetch, links, spill)
     extracted, stripped, normalised = clean_pages(p, pages["pages"], known.chrome, config.extract_processes, spill)
     deduped = normalised.documents | "Dedup" >> Dedup(known.view, spill)
 

@@ -19,6 +19,7 @@ from newsbeam.transforms.metrics import count, observe_ms
 from newsbeam.transforms.normalise import canonical_url, scheme_and_host
 from newsbeam.transforms.politeness import RobotsRules
 from newsbeam.transforms.pool import PooledFetchFn
+from newsbeam.transforms.write import Batches, unspill
 
 PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
 HTML_TYPES = {"text/html", "application/xhtml+xml", "application/xml", "text/xml", "text/plain", ""}
@@ -75,19 +76,22 @@ class FetchPages(beam.PTransform):
     'errors': failures; 'already_stored': the link key of each entry skipped as stored by earlier runs}.
 
     Links are grouped by host before fetching, so each host is fetched by one worker, politely;
-    the pages are spread over the workers again afterwards, for extraction.
+    the pages are spread over the workers again afterwards, for extraction. They are grouped in
+    batches, spilled to files under `spill` when given (write.Batches).
     """
 
-    def __init__(self, settings: FetchSettings, stored_links):
+    def __init__(self, settings: FetchSettings, stored_links, spill: str | None = None):
         super().__init__()
         self._settings = settings
         self._stored_links = stored_links
+        self._spill = spill
 
     def expand(self, entries):
         keyed = entries | "KeyByHost" >> beam.ParDo(_KeyNewLinksFn(), stored=self._stored_links).with_outputs(
             ALREADY_STORED, ERRORS, main="new")
         fetched = (
             keyed.new
+            | "Batch" >> Batches(self._spill)
             | "GroupByHost" >> beam.GroupByKey()
             | "Fetch" >> beam.ParDo(_FetchPagesFn(self._settings)).with_outputs(ERRORS, main="pages")
         )
@@ -114,7 +118,7 @@ class _KeyNewLinksFn(beam.DoFn):
 
 
 class _FetchPagesFn(PooledFetchFn):
-    """(host, [(link key, entry)]) -> one page per distinct link, fetched side by side with other hosts' links."""
+    """(host, batches of (link key, entry)) -> one page per distinct link, fetched side by side with other hosts' links."""
 
     def setup(self):
         super().setup()
@@ -122,9 +126,9 @@ class _FetchPagesFn(PooledFetchFn):
                                    self._settings.user_agent, self._client.gate) if self._settings.obey_robots else None
 
     def requests(self, element):
-        host, keyed = element
+        host, batches = element
         links: dict[str, list] = {}
-        for key, entry in keyed:
+        for key, entry in (keyed for batch in batches for keyed in unspill(batch, consume=True)):
             links.setdefault(key, []).append(entry)
         for key, entries in links.items():
             yield host, (key, sorted(entries, key=lambda e: (e["link"] != key, e["feed_url"], e["link"])))
