@@ -29,7 +29,7 @@ from newsbeam.pipeline.job import SPILL_PREFIX, committed_manifest
 from newsbeam.pipeline.lock import writer_lock
 from newsbeam.pipeline.manifest import beam_metrics
 from newsbeam.pipeline.compact_cmd import finish_compactions, refuse_compacted_rerun
-from newsbeam.pipeline.runner import make_runner
+from newsbeam.pipeline.runner import is_local, make_runner, steady_heap
 from newsbeam.transforms.commits import (CommitRun, RunFiles, committed_runs, launched_attempts, new_attempt, sweep,
                                          write_manifest)
 from newsbeam.transforms.dedup import Decisions, decided_rows, describe, near_blocks, story_blocks
@@ -153,6 +153,8 @@ def run_dedup(dataset: str, out: str, run_id: str, beam_args: list[str] | None =
 
 def _dedup_locked(dataset: str, files: list[str], out: str, run_id: str, beam_args: list[str] | None) -> dict:
     options = PipelineOptions(beam_args or [])
+    if is_local(options):
+        steady_heap()
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     finish_compactions(out)

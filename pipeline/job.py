@@ -23,7 +23,7 @@ from newsbeam.pipeline.compact_cmd import AUTO_COMPACT, compact_locked, due, fin
 from newsbeam.pipeline.lock import writer_lock
 from newsbeam.pipeline.manifest import beam_metrics, summary_line
 from newsbeam.pipeline.progress import ProgressReporter
-from newsbeam.pipeline.runner import is_local, make_runner, single_process
+from newsbeam.pipeline.runner import is_local, make_runner, single_process, steady_heap
 from newsbeam.transforms.chrome import chrome_from_rows
 from newsbeam.transforms.commits import (Commit, RunFiles, committed_runs, launch_path, launched_attempts,
                                          manifest_path, new_attempt, read_json, sweep, versions, write_json,
@@ -138,6 +138,8 @@ def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: boo
     """
     options = PipelineOptions(beam_args or [])
     waits = is_local(options) or (config.wait and not options.view_as(TestOptions).dry_run)
+    if is_local(options):
+        steady_heap()
     with writer_lock(config.out, config.run_id, "run") if lock else nullcontext():
         return _run_locked(config, options, progress, waits)
 
