@@ -5,6 +5,7 @@ from __future__ import annotations
 import apache_beam as beam
 
 from newsbeam.schemas import error_row
+from newsbeam.transforms.messages import internal_error  # noqa: F401 (the stages import it from here)
 from newsbeam.transforms.metrics import count
 
 ERRORS = "errors"
@@ -18,10 +19,6 @@ def fail_entries(entries, stage: str, error: str, message: str, http_status: int
             ERRORS,
             error_row(stage=stage, error=error, message=message, url=entry["link"], feed_url=entry["feed_url"], http_status=http_status),
         )
-
-
-def internal_error(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}"
 
 
 # Errors of the run (state it could not read) and of a feed; every other stage's errors are of an entry (a link).

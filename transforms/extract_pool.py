@@ -2,7 +2,8 @@
 
 Extraction is CPU-bound and Python holds one core per process. A local run in one process (the
 default) hands batches of pages to a pool of worker processes started once per run, from a
-forkserver that has imported trafilatura already, so a worker starts in a fraction of a second.
+forkserver that has imported trafilatura already (and no Beam: transforms/extract_core.py), so a worker
+starts in a fraction of a second.
 Outcomes come back in the order the pages were sent, and are counted and emitted by the runner's
 thread. A worker that dies (a page that crashes lxml, the OOM killer) costs only its batch: those
 pages are extracted again one by one in a new pool, and a page that kills that one too becomes an
@@ -56,7 +57,7 @@ def usable_cpus() -> int:
 class ExtractionPool:
     """`work(args_list) -> outcomes` run on batches in `processes` worker processes, results in submission order."""
 
-    def __init__(self, processes: int, work, preload: str = "newsbeam.transforms.extract"):
+    def __init__(self, processes: int, work, preload: str = "newsbeam.transforms.extract_core"):
         self._processes, self._work, self._preload = processes, work, preload
         self._pending: deque = deque()  # (items, args, future), oldest first
         self._executor = self._start()
