@@ -25,7 +25,7 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
 
 from newsbeam.pipeline.config import UsageError
-from newsbeam.pipeline.job import SPILL_PREFIX, committed_manifest
+from newsbeam.pipeline.job import committed_manifest, dataset_spill
 from newsbeam.pipeline.lock import writer_lock
 from newsbeam.pipeline.manifest import beam_metrics
 from newsbeam.pipeline.compact_cmd import finish_compactions, refuse_compacted_rerun
@@ -137,11 +137,6 @@ class _WriteChunkFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(KEYS, batch)
 
 
-def _remove(folder: str) -> None:
-    if FileSystems.exists(folder):
-        FileSystems.delete([folder])
-
-
 def run_dedup(dataset: str, out: str, run_id: str, beam_args: list[str] | None = None) -> dict:
     """Run the tiers over the dataset's articles and write DIR like a run (committed the same way); returns the manifest."""
     files = article_files(dataset)
@@ -161,8 +156,15 @@ def _dedup_locked(dataset: str, files: list[str], out: str, run_id: str, beam_ar
     refuse_compacted_rerun(out, run_id)
     found = chunks(files)
     run = RunFiles(out, run_id, new_attempt())
-    spill_dir = FileSystems.join(out, f"{SPILL_PREFIX}{run_id}")
-    _remove(spill_dir)
+    with dataset_spill(out, run_id) as spill_dir:
+        result = _run_tiers(options, found, run, spill_dir, {
+            "kind": "dedup", "command": "dedup", "started_at": started_at.isoformat(),
+            "dataset": str(Path(dataset).resolve()), "input_files": len(files), "input_chunks": len(found), "out": out})
+    return _finished(out, run_id, run, result, t0)
+
+
+def _run_tiers(options, found, run: RunFiles, spill_dir: str, payload: dict):
+    """The dedup pipeline over the dataset's chunks, run to its commit; Beam's result."""
     p = beam.Pipeline(runner=make_runner(options), options=options)
     specs = p | "Chunks" >> beam.Create(found)
     described = specs | "Describe" >> beam.ParDo(_DescribeChunkFn(spill_dir)).with_outputs("light", "near", "story")
@@ -177,13 +179,14 @@ def _dedup_locked(dataset: str, files: list[str], out: str, run_id: str, beam_ar
         decided["near_state"] | "KeepNearState" >> WriteState(run, "near"),
         decided["story_state"] | "KeepStoryState" >> WriteState(run, "story"),
     ]
-    payload = {"kind": "dedup", "command": "dedup", "started_at": started_at.isoformat(),
-               "dataset": str(Path(dataset).resolve()), "input_files": len(files), "input_chunks": len(found), "out": out}
     {"files": written | "AllFiles" >> beam.Flatten()} | "Commit" >> CommitRun(run, payload)
     result = p.run()
     result.wait_until_finish()
-    _remove(spill_dir)
+    return result
 
+
+def _finished(out: str, run_id: str, run: RunFiles, result, t0: float) -> dict:
+    """The committed manifest with Beam's counters and the run's totals added; what no commit names swept."""
     manifest = committed_manifest(out, run_id, run.attempt)
     counts, timings = beam_metrics(result)
     rows = {name: info["rows"] for name, info in manifest["tables"].items()}

@@ -202,23 +202,37 @@ SPILL_PREFIX = "_tmp-"  # DIR/_tmp-RUN_ID: a run's (or `newsbeam dedup`'s) spill
 @contextmanager
 def spill_folder(options: PipelineOptions, out: str, run_id: str):
     """Where a local run in this one process spills what its stages group, removed after; None for other runs, whose
-    runners spill themselves. DIR/_tmp-RUN_ID for a dataset on a local disk (readers never look there; what a killed
-    run left is removed by the next run, which holds the dataset's lock), else a folder of the machine's temporary
-    space."""
+    runners spill themselves: `dataset_spill` for a dataset on a local disk, else a folder of the machine's
+    temporary space."""
     if not single_process(options):
         yield None
-        return
-    if "://" in out:
+    elif "://" in out:
         folder = tempfile.mkdtemp(prefix="newsbeam-spill-")
+        try:
+            yield folder
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
     else:
+        with dataset_spill(out, run_id) as folder:
+            yield folder
+
+
+@contextmanager
+def dataset_spill(out: str, run_id: str):
+    """DIR/_tmp-RUN_ID (any Beam filesystem), empty, removed after. Readers never look there; what killed runs left
+    under a local DIR is removed first (the caller holds the dataset's lock, so no live run owns it)."""
+    if "://" not in out:
         for left in Path(out).glob(f"{SPILL_PREFIX}*"):
             shutil.rmtree(left, ignore_errors=True)
-        folder = str(Path(out) / f"{SPILL_PREFIX}{run_id}")
-        Path(folder).mkdir(parents=True)
+    folder = FileSystems.join(out, f"{SPILL_PREFIX}{run_id}")
+    if FileSystems.exists(folder):
+        FileSystems.delete([folder])
+    FileSystems.mkdirs(folder)
     try:
         yield folder
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        if FileSystems.exists(folder):
+            FileSystems.delete([folder])
 
 
 def committed_manifest(out: str, run_id: str, attempt: str) -> dict:

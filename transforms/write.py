@@ -57,9 +57,10 @@ def parquet_bytes(table: pa.Table, row_group_size: int | None = None) -> bytes:
     return sink.getvalue()
 
 
-def write_file(path: str, data, expected_rows: int | None = None) -> None:
-    """Write `data` to `path` via a hidden temporary file and a rename; check the footer after. `data`: the file's
-    bytes (holding `expected_rows`), or a function that writes to the open file and returns the rows it wrote."""
+def write_file(path: str, data, expected_rows: int | None = None) -> int:
+    """Write `data` to `path` via a hidden temporary file and a rename; check the footer after; the rows written.
+    `data`: the file's bytes (holding `expected_rows`), or a function that writes to the open file and returns the
+    rows it wrote."""
     folder, name = posixpath.split(path)
     tmp = posixpath.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
     written = expected_rows
@@ -72,6 +73,7 @@ def write_file(path: str, data, expected_rows: int | None = None) -> None:
     rows = parquet_rows(path)
     if rows != written:
         raise IOError(f"{path} has {rows} rows after writing, expected {written}")
+    return rows
 
 
 def table_dir(out: str, table: str) -> str:
@@ -210,17 +212,17 @@ def partition_dir(out: str, table: str, day: str) -> str:
 def write_rows(table: str, path: str, rows) -> dict:
     """Rows of a table (stamped; any iterable) to one checked Parquet file, ROW_GROUP_ROWS at a time; counted; its
     file info for the manifest."""
-    schema, rows, written = TABLES[table] if table in TABLES else STATE[table], iter(rows), 0
+    schema, rows = TABLES[table] if table in TABLES else STATE[table], iter(rows)
 
     def write(f) -> int:
-        nonlocal written
+        written = 0
         with pq.ParquetWriter(f, schema, compression="zstd") as writer:
             while group := list(islice(rows, ROW_GROUP_ROWS)):
                 writer.write_table(to_arrow(table, group))
                 written += len(group)
         return written
 
-    write_file(path, write)
+    written = write_file(path, write)
     count(f"rows_written_{table}", written)
     return {"table": table, "path": path, "rows": written}
 
