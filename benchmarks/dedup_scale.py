@@ -42,9 +42,10 @@ run are not run. Linearity: seconds per 1k documents at each size, the ratio lar
 the marginal cost between the two largest sizes (start-up cost left out). PASS/FAIL lines for the
 targets (under 600 s, under 8 GB = 8e9 bytes) are printed only when 1,000,000 was run.
 
-Near tier per core: signature(text) + band_keys(sig) over --sample texts of the largest dataset, in
-this process (one core), median of --repeat passes; story_features(text, title) and content_hash are
-timed the same way for comparison (the other per-document work of `dedup`).
+Near tier per core: signatures(texts) + band_hashes(sigs) over --sample texts of the largest dataset in
+batches of BATCH (as the tiers describe a chunk), in this process (one core), median of --repeat passes;
+batch_features(texts, titles), describe_texts (both at once, one tokenisation) and content_hash are timed
+the same way for comparison (the other per-document work of `dedup`).
 
     python benchmarks/dedup_scale.py [--sizes 10000,30000,100000] [--seed N] [--work DIR] [--json]
         [--beam-args "--direct_running_mode multi_processing --direct_num_workers 2"] [--timeout S]
@@ -579,9 +580,13 @@ def profile_run(dataset: Path, out: Path, beam_args: list[str], logs: Path) -> N
 
 # ---------------------------------------------------------------- the near tier in-process
 
+BATCH = 1000  # texts described at once
+
+
 def per_doc_speed(dataset: Path, sample: int, repeat: int, seed: int) -> dict:
-    from newsbeam.transforms.similarity import band_keys, signature
-    from newsbeam.transforms.stories import story_features
+    from newsbeam.transforms.features import describe_texts
+    from newsbeam.transforms.similarity import band_hashes, signatures
+    from newsbeam.transforms.stories import batch_features
 
     files = sorted((dataset / "articles").rglob("*.parquet"))
     rng = np.random.default_rng([seed, 99])
@@ -593,7 +598,10 @@ def per_doc_speed(dataset: Path, sample: int, repeat: int, seed: int) -> dict:
             rows.append((t["text"][i].as_py(), t["title"][i].as_py()))
     rows = rows[:sample]
     texts = [r[0] for r in rows]
-    sigs = [signature(t) for t in texts]
+    titles = [r[1] for r in rows]
+    sigs = signatures(texts)
+    # The tiers describe a chunk of documents at once (a row group in `newsbeam dedup`, a batch in a run).
+    batches = [(texts[i:i + BATCH], titles[i:i + BATCH]) for i in range(0, len(texts), BATCH)]
 
     def timed(fn) -> float:
         runs = []
@@ -605,10 +613,11 @@ def per_doc_speed(dataset: Path, sample: int, repeat: int, seed: int) -> dict:
 
     results = {}
     parts = {
-        "signature": lambda: [signature(t) for t in texts],
-        "band_keys": lambda: [band_keys(s) for s in sigs if s is not None],
-        "signature+band_keys": lambda: [band_keys(s) for s in map(signature, texts) if s is not None],
-        "story_features": lambda: [story_features(t, title) for t, title in rows],
+        "signature": lambda: [signatures(t) for t, _ in batches],
+        "band_keys": lambda: band_hashes([s for s in sigs if s is not None]),
+        "signature+band_keys": lambda: [band_hashes([s for s in signatures(t) if s is not None]) for t, _ in batches],
+        "story_features": lambda: [batch_features(t, h) for t, h in batches],
+        "describe (both, one tokenisation)": lambda: [describe_texts(t, h) for t, h in batches],
         "content_hash": lambda: [content_hash(t) for t in texts],
     }
     for name, fn in parts.items():

@@ -3,14 +3,15 @@
 Each table is Hive-partitioned by ``date=YYYY-MM-DD`` (UTC); the partition column lives
 in the directory name only, never inside the files, so readers can merge the two.
 Bump SCHEMA_VERSION whenever a column is added, removed or changes meaning.
-Version 2 added published_at_source, updated_at, updated_at_source, wire and paywalled.
+Version 2 added published_at_source, updated_at, updated_at_source, wire and paywalled; version 3 the
+near state's sketch column.
 """
 
 from __future__ import annotations
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 PARTITION_COLUMN = "date"
 
 _UTC = pa.timestamp("us", tz="UTC")
@@ -89,8 +90,11 @@ CHROME_STATE = pa.schema(
     ],
     metadata={"newsbeam.table": "_state/chrome", "newsbeam.schema_version": str(SCHEMA_VERSION)},
 )
-# near: per kept article, the near tier's MinHash signatures (transforms/similarity.py), so later
-# runs find copies of it without rereading its text.
+# near: per kept article, the near tier's MinHash sketches (transforms/similarity.py), so later
+# runs find copies of it without rereading its text. `sketch` names how they were made
+# (features.SKETCH_VERSION; null: 128 hash functions, before version 2); rows of another kind are
+# not compared: their articles' copies are still found by the url and exact tiers, and
+# `newsbeam dedup` over the dataset sketches them again from their text.
 NEAR_STATE = pa.schema(
     [
         pa.field("article_id", pa.string(), nullable=False),
@@ -98,6 +102,7 @@ NEAR_STATE = pa.schema(
         pa.field("shingles", pa.int32(), nullable=False),
         pa.field("full", pa.binary(), nullable=False),
         pa.field("lead", pa.binary(), nullable=False),
+        pa.field("sketch", pa.int16()),
         pa.field("run_id", pa.string(), nullable=False),
         pa.field("schema_version", pa.int16(), nullable=False),
     ],

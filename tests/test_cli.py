@@ -9,6 +9,7 @@ import sys
 import pandas as pd
 import pytest
 
+from newsbeam.schemas import SCHEMA_VERSION
 from newsweb import article_page, body_paragraphs, rss
 
 
@@ -47,7 +48,7 @@ def test_bundled_sample_runs_offline(tmp_path):
     # The sample's pages declare article:published_time; the copy credits its (fictional) agency.
     assert set(articles.published_at_source) == {"meta"}
     assert str(articles.paywalled.dtype) == "bool" and not articles.paywalled.any()
-    assert (articles.schema_version == 2).all()
+    assert (articles.schema_version == SCHEMA_VERSION).all()
     wire_story = articles.set_index("title").loc["Fire destroys net store on Kettleby's East Quay"]
     assert wire_story.wire == "Northwind Wire" and list(wire_story.authors) == ["Ilse Marrow"]
 

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from newsbeam.schemas import NEAR_STATE, STORY_STATE
 from newsbeam.transforms.dedup import (NEAR_WINDOW, NearPick, StoryPick, _background, _members, block_copies, block_of,
-                                       describe, near_blocks, near_queries, story_blocks, story_queries, stored_near_record,
+                                       describe, near_blocks, near_queries, near_state_row, story_blocks, story_queries, stored_near_record,
                                        stored_story_record, unpack_story)
 from newsbeam.transforms.stories import STORY_REACH, StoryFeatures, feature_keys, idf_weights, state_feature_counts
 
@@ -68,9 +68,8 @@ def stored_tables(records: list[dict], name: str) -> dict[int, pa.Table]:
     by_block: dict[int, list[dict]] = {}
     for record in records:
         if name == "near":
-            rank, ref, doc_id, when, _, shingles, full, lead = record["near"]
-            row = {"article_id": doc_id, "published_at": datetime.fromtimestamp(when, timezone.utc), "shingles": shingles,
-                   "full": full, "lead": lead}
+            when = record["near"][3]
+            row = near_state_row(record["near"])
         else:
             ref, doc_id, when, _, *features = record["story"]
             row = {"article_id": doc_id, "story_id": f"story-of-{doc_id}",

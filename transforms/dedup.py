@@ -47,11 +47,12 @@ from apache_beam.transforms.window import IntervalWindow
 from apache_beam.utils.timestamp import MIN_TIMESTAMP
 
 from newsbeam.transforms.metrics import count
+from newsbeam.transforms.features import SKETCH_VERSION, describe_texts
 from newsbeam.transforms.similarity import (Signature, band_hashes, copy_similarity, pick_copies, shared_bands,
-                                            signatures)
+                                            sketches)
 from newsbeam.transforms.stored import UNREADABLE, LookupKeys, ReadStoredBlocks, StoredView
 from newsbeam.transforms.stories import (MAX_STORY_GAP, MIN_SHARED_NAMES, POSTING_LIMIT, STORY_REACH, StoryFeatures,
-                                         feature_keys, resolve_links, state_feature_counts, story_features,
+                                         described_features, feature_keys, resolve_links, state_feature_counts, stem,
                                          story_links)
 from newsbeam.transforms.write import Batches, spill, spill_to, unspill
 
@@ -142,14 +143,14 @@ def describe(items: list[tuple[str, dict]]) -> list[dict]:
     numbers), story_id None for a new document. `when` is a POSIX timestamp; rank is keep_order.
     Plain tuples: Beam encodes them without pickling. Signatures are computed for all at once.
     """
+    batch = describe_texts([doc["text"] for _, doc in items], [doc.get("title") for _, doc in items])
     described = []
-    for (ref, doc), sig in zip(items, signatures([doc["text"] for _, doc in items])):
+    for (ref, doc), sig, story in zip(items, sketches(batch), described_features(batch)):
         rank, when = keep_order(doc), when_of(doc).timestamp()
-        state = story_features(doc["text"], doc.get("title")).state_fields()
         described.append({
             "light": light_record(ref, doc),
             "near": None if sig is None else (rank, ref, doc["article_id"], when, False, sig.shingles, sig.full, sig.lead),
-            "story": (ref, doc["article_id"], when, None, *pack_story(state)),
+            "story": (ref, doc["article_id"], when, None, *pack_story(story.state_fields())),
         })
     return described
 
@@ -190,6 +191,14 @@ def unpack_story(fields) -> dict:
 
 def _story_features(record: tuple) -> StoryFeatures:
     return StoryFeatures.from_state(unpack_story(record[4:]))
+
+
+def _story_keys(record: tuple) -> tuple[set, set, set]:
+    """feature_keys of a story record, read from its packed fields without making its features."""
+    split = lambda joined: joined.split(_SEP) if joined else []  # noqa: E731
+    terms = split(record[5])
+    return (set(split(record[4])) | {"#" + x for x in split(record[8])}, set(terms),
+            {stem(t) for t in terms}.union(split(record[7])))
 
 
 def block_of(when: float) -> int:
@@ -297,7 +306,7 @@ def block_story_links(members: list[tuple[tuple, bool]], background=None) -> lis
     docs = [(record[0], datetime.fromtimestamp(record[2], timezone.utc), record) for record, _ in members]
     linkable = {record[0] for record, home in members if home and record[3] is None}
     known = {record[0]: record[3] for record, _ in members if record[3] is not None}
-    links = story_links(docs, linkable, known, features_of=_story_features, background=background)
+    links = story_links(docs, linkable, known, features_of=_story_features, background=background, keys_of=_story_keys)
     own = {record[0]: record[3] or record[1] for record, _ in members}
     return [(ref, parent, own[parent]) for ref, parent in sorted(links.items())]
 
@@ -429,11 +438,16 @@ class _KeepOneFn(beam.DoFn):
             yield [(copy[1], (self._tier, first[2], 1.0)) for copy, first in copies]
 
 
+def near_state_row(record: tuple) -> dict:
+    """A new document's near record as its near-state row (stored_near_record reads it back)."""
+    return {"article_id": record[2], "published_at": datetime.fromtimestamp(record[3], timezone.utc), "shingles": record[5],
+            "full": record[6], "lead": record[7], "sketch": SKETCH_VERSION}
+
+
 def _near_state(batch, dropped):
     block, part = batch
     homes = unspill(part)[0]
-    rows = [{"article_id": r[2], "published_at": datetime.fromtimestamp(r[3], timezone.utc), "shingles": r[5],
-             "full": r[6], "lead": r[7]} for r in homes if not r[4] and r[1] not in dropped]
+    rows = [near_state_row(r) for r in homes if not r[4] and r[1] not in dropped]
     return _keep_as(part, block, rows)
 
 
@@ -499,6 +513,11 @@ class NearPick:
         table = tables.get(block)
         if table is None:
             return []
+        current = pc.fill_null(pc.equal(table.column("sketch"), SKETCH_VERSION), False)
+        same = pc.sum(current).as_py() or 0
+        if same < len(table):  # sketches of another kind cannot be compared with this run's
+            count("stored_near_other_sketch", len(table) - same)
+            table = table.filter(current)
         wanted = np.unique(np.frombuffer(b"".join(queries), dtype=np.uint64))
         sigs = [Signature(0, full, lead) for full, lead in zip(table.column("full").to_pylist(), table.column("lead").to_pylist())]
         keep = np.isin(band_hashes(sigs), wanted).any(axis=1)

@@ -1,37 +1,33 @@
-"""Near-copy evidence for the Dedup stage's `near` tier: MinHash signatures, LSH band keys, checks.
+"""Near-copy evidence for the Dedup stage's `near` tier: MinHash sketches, LSH band keys, checks.
 
 A text becomes its word shingles (4 words, case-folded, digits kept: "5 killed" and "50 killed"
-are different shingles), each hashed to 64 bits. A MinHash signature keeps, for each of
-PERMUTATIONS hash functions, the smallest hash over the shingles; the share of equal entries
-in two signatures estimates the Jaccard similarity of the two shingle sets. Two signatures are
-kept per text: one of the whole text and one of its opening (LEAD_SHINGLES), because a
+are different shingles), each hashed to 64 bits. Its sketch (transforms/features.py, for a whole
+batch of texts at once) is a one-permutation MinHash with densification: each shingle falls in one
+of PERMUTATIONS bins, each bin keeps its smallest hash, and empty bins borrow a filled one's; the
+share of equal bins in two sketches estimates the Jaccard similarity of the two shingle sets. Two
+sketches are kept per text: one of the whole text and one of its opening (LEAD_SHINGLES), because a
 truncated copy ("read the full story") keeps the start and little else.
 
-Candidate pairs come from LSH: each signature is cut into bands of BAND_ROWS entries, and two
+Candidate pairs come from LSH: each sketch is cut into bands of BAND_ROWS entries, and two
 texts with an equal band are candidates. A candidate is a copy when, within the time window,
 its estimated Jaccard similarity or its estimated containment (the share of the shorter text's
 shingles found in the longer one, from the Jaccard estimate and the set sizes) is high enough.
 
-Everything here is a pure function of the text or of two signatures, so the same code serves
-one run's articles, earlier runs' stored signatures and `newsbeam dedup` over a dataset.
+Everything here is a pure function of the text or of two sketches, so the same code serves
+one run's articles, earlier runs' stored sketches and `newsbeam dedup` over a dataset.
 """
 
 from __future__ import annotations
 
 import re
 import unicodedata
-import zlib
 from dataclasses import dataclass
-from itertools import chain
 
 import numpy as np
-import pyarrow as pa
 
-SHINGLE_WORDS = 4
-PERMUTATIONS = 128
+from newsbeam.transforms.features import LEAD_SHINGLES, MIN_SHINGLES, PERMUTATIONS, describe_texts
+
 BAND_ROWS = 4  # 32 bands: a pair at Jaccard 0.6 shares a band with probability 0.99, at 0.2 with 0.05
-LEAD_SHINGLES = 100  # the opening's signature: about the first 100 words
-MIN_SHINGLES = 10  # shorter texts have too few shingles for an estimate; only exact tiers see them
 
 NEAR_JACCARD = 0.6  # a copy of the whole text, with edits
 NEAR_CONTAINMENT = 0.6  # a truncated copy: this share of the shorter text is in the longer one,
@@ -39,37 +35,11 @@ NEAR_LEAD = 0.6  # ... this share of the shorter opening is in the other opening
 CONTAINMENT_MIN_JACCARD = 0.15  # ... and a Jaccard estimate above noise (at 0.04, one equal slot moves C by 0.15)
 
 _WORD = re.compile(r"\w+")
-_MASK32 = np.uint64(0xFFFFFFFF)
-_rng = np.random.default_rng(20261125)  # fixed: signatures must agree across runs, workers and machines
-_A = (_rng.integers(1, 2**63, PERMUTATIONS, dtype=np.uint64) << np.uint64(1)) | np.uint64(1)  # odd multipliers
-_B = _rng.integers(0, 2**63, PERMUTATIONS, dtype=np.uint64)
-_SHINGLE_MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5], dtype=np.uint64)
 
 
 def words(text: str) -> list[str]:
     """The text's words for comparison: NFKC, case-folded, digits kept."""
     return _WORD.findall(unicodedata.normalize("NFKC", text or "").casefold())
-
-
-def _mix_shingles(ids: np.ndarray) -> np.ndarray:
-    """Word hashes -> the hash of each run of SHINGLE_WORDS of them (len(ids) - 3 values; none for fewer words)."""
-    n = len(ids) - SHINGLE_WORDS + 1
-    if n <= 0:
-        return np.zeros(0, dtype=np.uint64)
-    mixed = np.zeros(n, dtype=np.uint64)
-    with np.errstate(over="ignore"):  # multiplications wrap modulo 2**64 by design
-        for k in range(SHINGLE_WORDS):
-            mixed = (mixed ^ (ids[k : k + n] * _SHINGLE_MIX[k])) * np.uint64(0xFF51AFD7ED558CCD)
-        mixed ^= mixed >> np.uint64(29)
-    return mixed
-
-
-def _minhash(hashes: np.ndarray) -> np.ndarray:
-    """Per hash function a*h+b (mod 2**64), its smallest value's top 32 bits: the signature."""
-    with np.errstate(over="ignore"):
-        values = np.multiply.outer(hashes, _A)
-        values += _B  # in place, and the shift after the min: four times faster than the plain expression
-    return (values.min(axis=0) >> np.uint64(32)).astype(np.uint32)
 
 
 @dataclass(frozen=True)
@@ -95,30 +65,14 @@ def signature(text: str) -> Signature | None:
 
 
 def signatures(texts: list[str]) -> list[Signature | None]:
-    """signature() of many texts at once: each distinct word of the batch is hashed once (a chunk of a
-    dataset has a few tens of thousands of distinct words in millions), and shingles are mixed in one pass."""
-    token_lists = [words(text) for text in texts]
-    lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(token_lists))
-    flat = list(chain.from_iterable(token_lists))
-    if not flat:
-        return [None] * len(texts)
-    encoded = pa.array(flat, pa.string()).dictionary_encode()
-    vocabulary = encoded.dictionary.to_pylist()
-    ids = np.fromiter((zlib.crc32(t.encode("utf-8")) for t in vocabulary), dtype=np.uint64, count=len(vocabulary))
-    mixed = _mix_shingles(ids[encoded.indices.to_numpy()])
-    found = []
-    for start, length in zip(np.r_[0, np.cumsum(lengths)[:-1]].tolist(), lengths.tolist()):
-        n = length - SHINGLE_WORDS + 1  # the text's shingles: those that start and end inside it
-        found.append(_signature(mixed[start : start + n] if n > 0 else mixed[:0]))
-    return found
+    """signature() of many texts at once (transforms/features.py works on the whole batch)."""
+    return sketches(describe_texts(texts, story=False))
 
 
-def _signature(hashes: np.ndarray) -> Signature | None:
-    unique, first_seen = np.unique(hashes, return_index=True)
-    if len(unique) < MIN_SHINGLES:
-        return None
-    in_order = unique[np.argsort(first_seen)]  # distinct shingles in the order the text has them
-    return Signature(len(unique), _minhash(in_order).tobytes(), _minhash(in_order[:LEAD_SHINGLES]).tobytes())
+def sketches(described) -> list[Signature | None]:
+    """The Signatures of a described batch (features.Described); None for texts too short to sign."""
+    return [Signature(int(shingles), full.tobytes(), lead.tobytes()) if shingles >= MIN_SHINGLES else None
+            for shingles, full, lead in zip(described.shingles.tolist(), described.full, described.lead)]
 
 
 _BAND_MIX = np.array([0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB, 0xD6E8FEB86659FD93,

@@ -27,15 +27,13 @@ from __future__ import annotations
 
 import heapq
 import math
-import re
-import sys
-import unicodedata
 from bisect import bisect_left
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cached_property, lru_cache
-from operator import itemgetter
+from functools import cached_property
+
+from newsbeam.transforms.features import STEM_LETTERS, describe_texts
 
 STORY_SIGMA = timedelta(days=3)
 MAX_STORY_GAP = timedelta(days=30)
@@ -45,40 +43,9 @@ STORY_THRESHOLD = 0.232  # chosen on benchmarks/story_quality.py: see BENCHMARKS
 STORY_REACH = min(MAX_STORY_GAP, STORY_SIGMA * math.sqrt(2 * math.log(1 / STORY_THRESHOLD)))
 MIN_SHARED_NAMES = 2
 NAME_WEIGHT = 0.5  # the rest is the content words' cosine
-TOP_TERMS = 60  # content words kept per article (by count): enough for the cosine, small to store
-STEM_LETTERS = 6
 IDF_PRIOR_DOCS = 1000
 POSTING_LIMIT = 200  # a name shared by more recent articles than this is compared only with the nearest in time
 MAX_CANDIDATES = 30  # an article is scored against at most this many earlier ones: those sharing most names, then the latest
-
-_SENTENCE = re.compile(r"(?<=[.!?…])\s+|\n+")
-_CONNECTORS = {"of", "de", "del", "der", "van", "von", "la", "le", "du", "bin", "al", "da", "di"}
-# Capitalised but not names of anything: days and months say when, not what.
-_CALENDAR = set(
-    """monday tuesday wednesday thursday friday saturday sunday january february march april may june july
-    august september october november december montag dienstag mittwoch donnerstag freitag samstag sonntag
-    januar februar märz mai juni juli oktober dezember lundi mardi mercredi jeudi vendredi samedi dimanche""".split()
-)
-# The commonest function words of four letters or more in the languages newsbeam meets most; the
-# IDF weighting takes care of the rest once a batch has more than a handful of articles.
-_STOP = set(
-    """that with have this from they will were been their which would there about after also into more
-    said says than them then these when what where while over some such only other could should very
-    just most many much even like made make being before under since during between through against
-    those here your ours year years week told according""".split()
-    + """dass sich nicht eine einer eines einem einen oder aber auch noch nach wird wurde werden sind
-    sein seine ihre ihrer haben hatte hatten beim über unter gegen durch diese dieser dieses mehr wenn
-    dans pour avec sont mais plus leur leurs elle elles nous vous cette être avoir fait comme aussi
-    para como pero sobre entre desde hasta donde porque esta este estos estas más""".split()
-)
-
-_UNITS = "one two three four five six seven eight nine".split()
-_NUMBER_WORDS = {w: str(i) for i, w in enumerate(_UNITS + """ten eleven twelve thirteen fourteen fifteen sixteen
-    seventeen eighteen nineteen""".split(), 1)}
-for _i, _tens in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split(), 2):
-    _NUMBER_WORDS[_tens] = str(10 * _i)
-    _NUMBER_WORDS.update({f"{_tens}-{unit}": str(10 * _i + j) for j, unit in enumerate(_UNITS, 1)})
-
 
 @dataclass(frozen=True)
 class StoryFeatures:
@@ -102,127 +69,30 @@ class StoryFeatures:
 
     @cached_property
     def stems(self) -> frozenset:
-        return frozenset({_stem(word) for word, _ in self.terms} | self.lead)
+        return frozenset({stem(word) for word, _ in self.terms} | self.lead)
 
 
-def _stem(word: str) -> str:
+def stem(word: str) -> str:
     """A crude stem that works in any language with inflected endings: flood, floods, flooded, flooding."""
     return word[:STEM_LETTERS]
 
 
-def _is_acronym(token: str) -> bool:
-    return len(token) >= 2 and token.isupper() and token.isalpha()
-
-
-def _bare(token: str) -> str:
-    return token[:-2] if token.endswith(("’s", "'s")) else token
-
-
 def story_features(text: str, title: str | None = None) -> StoryFeatures:
-    """The named things, top content words and lead stems of an article (title optional).
-
-    Regular expressions do the scanning, so the cost per word stays small: names are runs of
-    capitalised words (joined by connectors such as "of") within a clause; a capitalised word
-    that opens a clause or a sentence counts only if the text also capitalises it inside a
-    clause, or it is an acronym; days and months are not names.
-    """
-    text, title = unicodedata.normalize("NFKC", text or ""), unicodedata.normalize("NFKC", title or "")
-    whole = f"{title}\n{text}"
-    runs = []
-    for match in _run_pattern().finditer(whole):
-        run = match.group()
-        if " " in run or "\t" in run or "'" in run or "’" in run:  # most runs are one plain word
-            tokens = [t for t in map(_bare, run.split()) if not (t[0].isupper() and t.casefold() in _CALENDAR)]
-        else:
-            tokens = [] if run.casefold() in _CALENDAR else [run]
-        if tokens:
-            runs.append((tokens, _opens_clause(whole, match.start())))
-    inner = {t for tokens, opens in runs for t in (tokens[1:] if opens else tokens) if t[0].isupper()}
-    names: set[str] = set()
-    for tokens, opens in runs:
-        if opens and not (tokens[0] in inner or _is_acronym(tokens[0])):
-            tokens = tokens[1:]
-        while tokens and tokens[0] in _CONNECTORS:
-            tokens = tokens[1:]
-        while tokens and tokens[-1] in _CONNECTORS:
-            tokens = tokens[:-1]
-        if tokens and len(tokens[0]) + len(tokens) > 2:  # not a lone initial
-            names.add(" ".join(tokens).casefold())
-            names.update(word.casefold() for word in tokens if len(word) >= 4 and word not in _CONNECTORS)
-    sentences = _first_sentences(whole, 2)
-    opening = f"{title} {sentences[1] if title and len(sentences) > 1 else sentences[0] if sentences else ''}"
-    words = _content_counts(text)
-    # most frequent first, ties in order of first use (a stable sort), as Counter.most_common
-    return StoryFeatures(frozenset(names), tuple(sorted(words.items(), key=itemgetter(1), reverse=True)[:TOP_TERMS]),
-                         frozenset(map(_stem, _content_counts(opening))), _numbers(whole, words))
+    """The named things, top content words, lead stems and numbers of an article (title optional); for many
+    articles at once, batch_features."""
+    return batch_features([text], [title])[0]
 
 
-_DIGITS = re.compile(r"\d+(?:[.,]\d+)*")
+def batch_features(texts: list[str], titles: list[str | None] | None = None) -> list[StoryFeatures]:
+    """story_features of a batch (transforms/features.py reads the whole batch at once)."""
+    return described_features(describe_texts(texts, titles))
 
 
-def _numbers(text: str, words) -> frozenset:
-    """The numbers of a text: those in digits (thousands separators dropped) and, among its content words
-    (`words`), English number words of four letters or more ("fourteen" as "14", "seventy-seven" as "77";
-    one, two, six and ten are too common to tell events apart)."""
-    found = {match.replace(",", "") for match in _DIGITS.findall(text)}
-    found.update(_NUMBER_WORDS[word] for word in _NUMBER_WORDS.keys() & words.keys())
-    return frozenset(found)
-
-
-def _opens_clause(text: str, start: int) -> bool:
-    """Whether no word comes before `start` in its clause: looking back, a line break or punctuation
-    between words (what ends a clause) comes before any letter."""
-    for i in range(start - 1, -1, -1):
-        c = text[i]
-        if c == "\n":
-            return True
-        if c.isalpha():
-            return False
-        if not (c.isspace() or c.isalnum() or c in "_’'-"):
-            return True
-    return True
-
-
-def _first_sentences(text: str, count: int) -> list[str]:
-    """The first `count` sentences of a text (blank pieces skipped), without splitting all of it."""
-    found, pos = [], 0
-    while len(found) < count and pos <= len(text):
-        match = _SENTENCE.search(text, pos)
-        end = match.start() if match else len(text)
-        if text[pos:end].strip():
-            found.append(text[pos:end])
-        if not match:
-            break
-        pos = match.end()
-    return found
-
-
-_POSSESSIVE = re.compile(r"[’']s(?![\w’'-])")
-_CONTENT = re.compile(r"[^\W\d_][\w’'-]{3,}")  # four letters or more
-
-
-@lru_cache(maxsize=1)
-def _run_pattern() -> re.Pattern:
-    """A run of capitalised words, maybe joined by connectors, within a line: compiled on first use, as the
-    class of upper-case letters is built from the whole of Unicode (0.1 s)."""
-    upper = [ord(c) for c in map(chr, range(sys.maxunicode + 1)) if c.isupper()]
-    starts = [u for i, u in enumerate(upper) if i == 0 or upper[i - 1] != u - 1]
-    ends = [u for i, u in enumerate(upper) if i == len(upper) - 1 or upper[i + 1] != u + 1]
-    letters = "".join(re.escape(chr(a)) if a == b else f"{re.escape(chr(a))}-{re.escape(chr(b))}" for a, b in zip(starts, ends))
-    capital = f"(?:[A-Z]|(?=[^\\x00-\\x7f])[{letters}])[\\w’'-]*"  # ASCII tried first: the long class is slow
-    connector = "|".join(sorted(_CONNECTORS))
-    gap = r"[^\S\n]+"
-    return re.compile(rf"(?<![\w’'-]){capital}(?:{gap}(?:(?:{connector})(?![\w’'-]){gap})*{capital})*")
-
-
-def _content_counts(text: str) -> Counter:
-    """Content words of NFKC text with their counts, in order of first use: case-folded, four letters or
-    more, not the commonest function words."""
-    text = text.casefold()
-    counts = Counter(_CONTENT.findall(_POSSESSIVE.sub("", text) if "'" in text or "’" in text else text))
-    for word in _STOP.intersection(counts):
-        del counts[word]
-    return counts
+def described_features(described) -> list[StoryFeatures]:
+    """The StoryFeatures of a described batch (features.Described)."""
+    return [StoryFeatures(frozenset(names), tuple(zip(terms, counts)), frozenset(lead), frozenset(numbers))
+            for names, terms, counts, lead, numbers in zip(described.names, described.terms, described.counts,
+                                                           described.lead_stems, described.numbers)]
 
 
 def feature_keys(features: StoryFeatures) -> tuple[frozenset, frozenset]:
@@ -231,18 +101,19 @@ def feature_keys(features: StoryFeatures) -> tuple[frozenset, frozenset]:
             frozenset(word for word, _ in features.terms), features.stems)
 
 
-def idf_weights(features, background=None) -> tuple[dict[str, float], dict[str, float], float]:
+def idf_weights(features, background=None, keys=feature_keys) -> tuple[dict[str, float], dict[str, float], float]:
     """Smoothed IDF of names and of content words over a batch, and the weight of an unseen key.
 
     `background`: (n, name_df, term_df) of more articles of the batch that are not among `features`
     (earlier runs' articles that share no name with this run's, counted by `state_feature_counts`).
+    `keys`: what gives an item's (names, words, stems) keys, for items that are not StoryFeatures.
     """
     n, name_df, term_df = 0, Counter(), Counter()
     if background is not None:
         n, name_df, term_df = background[0], Counter(background[1]), Counter(background[2])
     for f in features:  # one pass: the features may be made on the fly
         n += 1
-        names, words, stems = feature_keys(f)
+        names, words, stems = keys(f)
         name_df.update(names)
         term_df.update(words)
         term_df.update(stems)
@@ -311,7 +182,8 @@ def story_score(a: StoryFeatures, b: StoryFeatures, apart: timedelta, idf=None) 
     return _score(_prepare(a, idf), _prepare(b, idf), apart)
 
 
-def _score(a: _Scored, b: _Scored, apart: timedelta) -> float:
+def _score(a: _Scored, b: _Scored, apart: timedelta, decay: float | None = None) -> float:
+    """story_score of two prepared articles; `decay`: _decay(apart), when the caller has it already."""
     if abs(apart) > MAX_STORY_GAP:
         return 0.0
     a_names = a.name_weight
@@ -321,7 +193,7 @@ def _score(a: _Scored, b: _Scored, apart: timedelta) -> float:
     a_vector, b_vector = a.vector, b.vector
     dot = sum(a_vector[w] * b_vector[w] for w in a_vector.keys() & b_vector.keys())
     cosine = dot / (a.norm * b.norm) if a.norm and b.norm else 0.0
-    decay = _decay(apart)
+    decay = _decay(apart) if decay is None else decay
     overlap = NAME_WEIGHT * names + (1 - NAME_WEIGHT) * cosine
     return (overlap + (_lead_coverage(a, b) + _lead_coverage(b, a)) / 2) / 2 * decay
 
@@ -341,7 +213,7 @@ def _lead_coverage(a: _Scored, b: _Scored) -> float:
 
 
 def story_links(docs: list[tuple[str, datetime, StoryFeatures]], linkable=None, known=None, features_of=None,
-                background=None) -> dict[str, str]:
+                background=None, keys_of=None) -> dict[str, str]:
     """doc id -> the member of the story it joins that it resembles most, for each doc of `linkable` (default:
     all but the `known` ones) that joins an earlier story.
 
@@ -358,12 +230,16 @@ def story_links(docs: list[tuple[str, datetime, StoryFeatures]], linkable=None, 
 
     With `features_of`, the docs' third items are turned into StoryFeatures by it as they are
     needed, and only the docs within STORY_REACH of the current one are held prepared: memory
-    follows the reach, not the number of docs.
+    follows the reach, not the number of docs. `keys_of`, if given, gives a third item's feature_keys
+    without making its features (the IDF pass over all docs needs no more).
     """
     known = known or {}
     features_of = features_of or (lambda features: features)
     ordered = sorted(docs, key=lambda d: (d[1], d[0]))
-    idf = idf_weights((features_of(f) for _, _, f in ordered), background)
+    if keys_of is None:
+        idf = idf_weights((features_of(f) for _, _, f in ordered), background)
+    else:
+        idf = idf_weights((f for _, _, f in ordered), background, keys=keys_of)
     scored: dict[int, _Scored] = {}  # the docs within reach, prepared
     stories: dict[str, tuple] = {}  # doc -> its story here: ("known", stored story id) or ("new", first doc's id)
     links: dict[str, str] = {}
@@ -393,7 +269,7 @@ def story_links(docs: list[tuple[str, datetime, StoryFeatures]], linkable=None, 
                 other_id, other_when, _ = ordered[j]
                 apart = when - other_when
                 weight = _decay(apart)
-                score = _score(scored[i], scored[j], apart)
+                score = _score(scored[i], scored[j], apart, weight)
                 total = support.setdefault(stories[other_id], [0.0, 0.0, None, -1.0])
                 total[0] += score * weight
                 total[1] += weight
