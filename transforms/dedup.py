@@ -141,7 +141,7 @@ def describe(items: list[tuple[str, dict]]) -> list[dict]:
     exact tiers; 'near': (rank, ref, article_id, when, stored, shingles, full, lead), or None for a
     text too short to sign; 'story': (ref, article_id, when, story_id, names, terms, counts, lead,
     numbers), story_id None for a new document. `when` is a POSIX timestamp; rank is keep_order.
-    Plain tuples: Beam encodes them without pickling. Signatures are computed for all at once.
+    Plain tuples: Beam encodes them without pickling. The batch is described at once (features.describe_texts).
     """
     batch = describe_texts([doc["text"] for _, doc in items], [doc.get("title") for _, doc in items])
     described = []

@@ -7,7 +7,8 @@ organisations, the same content words, and closeness in time.
 - `story_features`: the named things a text mentions (capitalised phrases that do not just
   open a sentence, acronyms, and the longer words of each phrase, so "Putin" meets
   "Vladimir Putin"), and its content words (four letters or more, not among the commonest
-  function words), and the numbers it gives.
+  function words), and the numbers it gives; worked out for a whole batch at once by
+  transforms/features.py (`batch_features`), which shares its tokenisation with the near tier.
 - `story_score`: an IDF-weighted overlap of the named things and numbers and a TF-IDF cosine of
   the content words, averaged, then averaged with the lead coverage (see `_lead_coverage`), times
   a time decay exp(-Δt²/2σ²) with σ = STORY_SIGMA. Articles further apart than STORY_REACH
@@ -32,6 +33,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
+from operator import mul
 
 from newsbeam.transforms.features import STEM_LETTERS, describe_texts
 
@@ -187,11 +189,12 @@ def _score(a: _Scored, b: _Scored, apart: timedelta, decay: float | None = None)
     if abs(apart) > MAX_STORY_GAP:
         return 0.0
     a_names = a.name_weight
-    shared = sum(a_names[k] for k in a_names.keys() & b.name_weight.keys())
+    shared = sum(map(a_names.__getitem__, a_names.keys() & b.name_weight.keys()))  # map: no frame per key
     union = a.name_total + b.name_total - shared
     names = shared / union if union else 0.0
     a_vector, b_vector = a.vector, b.vector
-    dot = sum(a_vector[w] * b_vector[w] for w in a_vector.keys() & b_vector.keys())
+    both = a_vector.keys() & b_vector.keys()
+    dot = sum(map(mul, map(a_vector.__getitem__, both), map(b_vector.__getitem__, both)))
     cosine = dot / (a.norm * b.norm) if a.norm and b.norm else 0.0
     decay = _decay(apart) if decay is None else decay
     overlap = NAME_WEIGHT * names + (1 - NAME_WEIGHT) * cosine
@@ -209,7 +212,7 @@ def _lead_coverage(a: _Scored, b: _Scored) -> float:
     if not a.lead_total:
         return 0.0
     lead = a.lead_weight
-    return sum(lead[x] for x in b.stems.intersection(lead)) / a.lead_total
+    return sum(map(lead.__getitem__, b.stems.intersection(lead))) / a.lead_total
 
 
 def story_links(docs: list[tuple[str, datetime, StoryFeatures]], linkable=None, known=None, features_of=None,
