@@ -61,10 +61,11 @@ from dedup_scale import Watch, newsbeam_command  # noqa: E402
 from newsbeam.schemas import ARTICLES, SCHEMA_VERSION, STATE  # noqa: E402
 from newsbeam.transforms.commits import file_name  # noqa: E402
 from newsbeam.transforms.dedup import block_of  # noqa: E402
+from newsbeam.transforms.features import SKETCH_VERSION  # noqa: E402
 from newsbeam.transforms.similarity import PERMUTATIONS  # noqa: E402
 from newsbeam.transforms.stored import KEY_ROW_GROUP, KEY_SHARDS, shard_of  # noqa: E402
 
-GENERATOR = 3  # bump when the generated data changes: cached datasets of other versions are not reused
+GENERATOR = 4  # bump when the generated data changes: cached datasets of other versions are not reused
 RUNS = 365  # default: a year of daily runs
 YEAR = timedelta(days=365)
 END = datetime(2026, 11, 24, tzinfo=timezone.utc)
@@ -134,7 +135,8 @@ def make_run(out: Path, run: int, runs: int, n: int, first: int, tables: bool, s
         near = _stamped({"article_id": sid, "published_at": stamp,
                          "shingles": pa.array(rng.integers(100, 600, state_rows).astype(np.int32)),
                          "full": pa.array([rng.bytes(width) for _ in range(state_rows)], pa.binary()),
-                         "lead": pa.array([rng.bytes(width) for _ in range(state_rows)], pa.binary())},
+                         "lead": pa.array([rng.bytes(width) for _ in range(state_rows)], pa.binary()),
+                         "sketch": pa.array(np.full(state_rows, SKETCH_VERSION, np.int16))},
                         run_id, state_rows, STATE["near"])
         words = [[f"w{int(x)}" for x in rng.integers(0, 50_000, 8)] for _ in range(state_rows)]
         vocabulary = common_names() + [f"n{i}" for i in range(50_000)]
