@@ -267,7 +267,9 @@ def story_links(docs: list[tuple[str, datetime, StoryFeatures]], linkable=None, 
             # A story's score is the mean of its members' scores, each weighted by its time decay: an article
             # must resemble the story, not just the one member (often the latest development) it recaps.
             support: dict[tuple, list] = {}
-            candidates = heapq.nlargest(MAX_CANDIDATES, ((count, j) for j, count in shared.items() if count >= MIN_SHARED_NAMES))
+            candidates = [(count, j) for j, count in shared.items() if count >= MIN_SHARED_NAMES]
+            candidates = (heapq.nlargest(MAX_CANDIDATES, candidates) if len(candidates) > MAX_CANDIDATES
+                          else sorted(candidates, reverse=True))  # the same order either way: most names, then latest
             for _, j in candidates:
                 other_id, other_when, _ = ordered[j]
                 apart = when - other_when
