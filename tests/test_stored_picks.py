@@ -137,15 +137,13 @@ def test_near_state_of_another_sketch_is_not_compared():
 
 
 def story_links_of(fresh: list[dict], parts_by_block: dict[int, list]) -> set:
-    from newsbeam.transforms.dedup import block_story_links
+    from newsbeam.transforms.dedup import block_story_links, join_blocks
 
-    found = set()
     for record in fresh:
         for block, part in story_blocks([record["story"]]):
             parts_by_block.setdefault(block, []).append(part)
-    for block, parts in parts_by_block.items():
-        found.update(block_story_links(_members(parts, {}, 0), _background(parts)))
-    return found
+    evidence = [(block, block_story_links(_members(parts, {}, 0), _background(parts))) for block, parts in parts_by_block.items()]
+    return {pair for _, joined in join_blocks(evidence) for pair in joined}
 
 
 def test_story_pick_joins_the_stories_reading_every_row_joins():
@@ -166,7 +164,7 @@ def test_story_pick_joins_the_stories_reading_every_row_joins():
         for got_block, part in StoryPick()(block, tables, asked):
             picked.setdefault(got_block, []).append(part)
             read += len(part[0]) + len(part[1])
-    assert any(parent.startswith("a11-") for _, parent, _ in everything), "new articles join stored stories"
+    assert any(story.startswith("story-of-") for _, story in everything), "new articles join stored stories"
     assert story_links_of(fresh, picked) == everything
     assert read < sum(len(part[0]) + len(part[1]) for parts in whole.values() for part in parts)  # it left rows out
 

@@ -52,8 +52,8 @@ from newsbeam.transforms.similarity import (Signature, band_hashes, copy_similar
                                             sketches)
 from newsbeam.transforms.stored import UNREADABLE, LookupKeys, ReadStoredBlocks, StoredView
 from newsbeam.transforms.stories import (MAX_STORY_GAP, MIN_SHARED_NAMES, POSTING_LIMIT, STORY_REACH, StoryFeatures,
-                                         described_features, feature_keys, resolve_links, state_feature_counts, stem,
-                                         story_links)
+                                         described_features, feature_keys, join_stories, state_feature_counts, stem,
+                                         story_candidates)
 from newsbeam.transforms.write import Batches, spill, spill_to, unspill
 
 _FAR_FUTURE = "9999"
@@ -296,19 +296,49 @@ def assign_copies(verified: list[tuple]) -> list[tuple[str, str, float]]:
 
 # ---------------------------------------------------------------- the story tier, per block
 
-def block_story_links(members: list[tuple[tuple, bool]], background=None) -> list[tuple[str, str, str]]:
-    """(ref, parent ref, parent's own story) for each new home member that joins an earlier article's story.
+def block_story_links(members: list[tuple[tuple, bool]], background=None) -> dict:
+    """One time block's story evidence: {'scored': story_candidates of its new home members (ref, [(candidate ref,
+    score, decay), ...]) in publication order, 'known': {ref: stored story id} of its earlier-run members,
+    'ids': {ref: article id} of its new members}. join_blocks joins every block's in one pass.
 
-    The parent's own story is its stored story id (an earlier run's article) or its article id;
-    resolve_links follows parents across blocks to the story's first article. `background`: the
-    IDF counts of the block's earlier-run articles that could not join (story_links).
+    Visitors (the block before's members) are candidates here, not scored: their own block scores them.
+    `background`: the IDF counts of the block's earlier-run articles that could not join (story_links).
     """
     docs = [(record[0], datetime.fromtimestamp(record[2], timezone.utc), record) for record, _ in members]
     linkable = {record[0] for record, home in members if home and record[3] is None}
     known = {record[0]: record[3] for record, _ in members if record[3] is not None}
-    links = story_links(docs, linkable, known, features_of=_story_features, background=background, keys_of=_story_keys)
-    own = {record[0]: record[3] or record[1] for record, _ in members}
-    return [(ref, parent, own[parent]) for ref, parent in sorted(links.items())]
+    scored = story_candidates(docs, linkable, known, features_of=_story_features, background=background,
+                              keys_of=_story_keys, names_of=lambda record: record[4].split(_SEP) if record[4] else ())
+    ids = {record[0]: record[1] for record, _ in members if record[3] is None}
+    return {"scored": scored, "known": known, "ids": ids}
+
+
+def join_blocks(blocks: list[tuple[int, dict]]) -> list[tuple[int, list[tuple[str, str]]]]:
+    """(block, block_story_links) of every block -> (block, [(ref, story id)]) for each article that joins another's
+    story, the story id being its first article's id or a stored story id.
+
+    Blocks are joined in time order, so an article's candidates (earlier articles, of its block or the block
+    before) have their stories by then: join_stories' one pass over the whole history, with each block's
+    candidates scored by its own IDF. Each article is scored once, in its own block. Only the current and
+    the previous block's stories are held."""
+    stories: dict[str, tuple] = {}
+    previous: list[str] = []
+    found = []
+    for block, evidence in sorted(blocks, key=lambda item: item[0]):
+        links = join_stories(evidence["scored"], evidence["known"], stories)
+        ids = evidence["ids"]
+        current = [ref for ref, _ in evidence["scored"]]
+        for ref in current:  # a story started here is named by its first article's id from now on
+            kind, story = stories[ref]
+            if kind == "new":
+                stories[ref] = ("id", ids[story])
+        joined = [(ref, stories[ref][1]) for ref in current if ref in links]
+        if joined:
+            found.append((block, joined))
+        for ref in previous:  # two blocks back: no later article's candidate
+            stories.pop(ref, None)
+        previous = current + list(evidence["known"])
+    return found
 
 
 # ---------------------------------------------------------------- decisions
@@ -335,13 +365,6 @@ def keep_firsts(records, field: int) -> tuple[list[tuple], list[tuple[tuple, tup
         kept.append(first)
         copies.extend((other, first) for other in others)
     return kept, copies
-
-
-def follow_links(blocks: list[tuple[int, list[tuple]]]) -> list[tuple[int, list[tuple[str, str]]]]:
-    """(block, its story links) of every block -> (block, [(ref, story id)]) for the refs each block linked,
-    links followed across blocks to the story's first article (resolve_links)."""
-    stories = resolve_links(link for _, links in blocks for link in links)
-    return [(block, [(ref, stories[ref]) for ref, _, _ in links]) for block, links in blocks if links]
 
 
 class Decisions(beam.PTransform):
@@ -389,7 +412,7 @@ class Decisions(beam.PTransform):
             | "StoryLinks" >> beam.Map(lambda block, dropped: (block[0], block_story_links(_members(block[1], dropped, 0),
                                                                                            _background(block[1]))), dropped)
             | "AllLinks" >> beam.combiners.ToList().without_defaults()
-            | "FollowLinks" >> beam.FlatMap(follow_links)
+            | "JoinBlocks" >> beam.FlatMap(join_blocks)
         )
         stories = joined | "StoryDecisions" >> beam.Map(lambda batch: [(ref, ("story", story, None)) for ref, story in batch[1]])
         near_state = records["near"] | "NearState" >> beam.FlatMap(_near_state, dropped)

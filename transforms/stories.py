@@ -218,81 +218,112 @@ def _lead_coverage(a: _Scored, b: _Scored) -> float:
 def story_links(docs: list[tuple[str, datetime, StoryFeatures]], linkable=None, known=None, features_of=None,
                 background=None, keys_of=None) -> dict[str, str]:
     """doc id -> the member of the story it joins that it resembles most, for each doc of `linkable` (default:
-    all but the `known` ones) that joins an earlier story.
+    all but the `known` ones) that joins an earlier story: story_candidates, then join_stories.
 
     Documents are taken in publication order (ties by id). Each doc not in `known` is scored
     against the earlier docs within STORY_REACH that share at least MIN_SHARED_NAMES names with
     it (at most MAX_CANDIDATES of them: those sharing the most names, then the latest); each of
     their stories gets the mean of those members' scores weighted by their time decay; the doc
     joins the best story if that reaches STORY_THRESHOLD, else starts its own.
-    `known` docs (earlier runs' articles) keep their stored story ids. Docs outside `linkable`
-    (another time block's) are grouped here too, for scoring, but not reported: their own block
-    reports them, and resolve_links follows the links across blocks.
+    `known` docs (earlier runs' articles) keep their stored story ids. Docs outside `linkable` and
+    `known` (another time block's) are candidates here but are not scored, and count as stories of
+    their own: the Dedup stage scores them in their own block and joins all blocks in one pass.
+    """
+    known = known or {}
+    return join_stories(story_candidates(docs, linkable, known, features_of, background, keys_of), known)
+
+
+def story_candidates(docs: list[tuple[str, datetime, StoryFeatures]], linkable=None, known=None, features_of=None,
+                     background=None, keys_of=None, names_of=None) -> list[tuple[str, list[tuple[str, float, float]]]]:
+    """(doc id, [(candidate id, score, time decay), ...]) for each doc of `linkable` (default: all but the `known`
+    ones), in publication order (ties by id); the candidates as story_links chooses them, in its order.
+
+    Which docs are candidates and what they score does not depend on which story any doc joins, so the
+    candidates of a time block can be scored on their own and joined later (join_stories).
 
     `background`: IDF counts of more articles of the batch that are not among `docs` (idf_weights).
-
     With `features_of`, the docs' third items are turned into StoryFeatures by it as they are
     needed, and only the docs within STORY_REACH of the current one are held prepared: memory
     follows the reach, not the number of docs. `keys_of`, if given, gives a third item's feature_keys
-    without making its features (the IDF pass over all docs needs no more).
+    without making its features (the IDF pass over all docs needs no more); `names_of` likewise its names.
+    A doc is prepared for scoring only when it is scored or is a candidate.
     """
     known = known or {}
     features_of = features_of or (lambda features: features)
+    names_of = names_of or (lambda raw: features_of(raw).names)
     ordered = sorted(docs, key=lambda d: (d[1], d[0]))
     if keys_of is None:
         idf = idf_weights((features_of(f) for _, _, f in ordered), background)
     else:
         idf = idf_weights((f for _, _, f in ordered), background, keys=keys_of)
     scored: dict[int, _Scored] = {}  # the docs within reach, prepared
-    stories: dict[str, tuple] = {}  # doc -> its story here: ("known", stored story id) or ("new", first doc's id)
-    links: dict[str, str] = {}
     postings: dict[str, list[int]] = {}
     times = [when for _, when, _ in ordered]
+    found = []
     oldest = 0
     for i, (doc_id, when, raw) in enumerate(ordered):
         start = bisect_left(times, when - STORY_REACH)  # the first document within reach
         for gone in range(oldest, start):
             scored.pop(gone, None)
         oldest = max(oldest, start)
-        scored[i] = _prepare(features_of(raw), idf)
-        features = scored[i].features
-        if doc_id in known:
-            stories[doc_id] = ("known", known[doc_id])
-        else:
+        if doc_id not in known and (linkable is None or doc_id in linkable):
+            scored[i] = _prepare(features_of(raw), idf)
+            names = scored[i].features.names
             shared: Counter = Counter()
-            for name in features.names:
+            for name in names:
                 posted = postings.get(name, ())  # indices in publication order
                 first = max(bisect_left(posted, start), len(posted) - POSTING_LIMIT)
                 shared.update(posted[first:])
-            # A story's score is the mean of its members' scores, each weighted by its time decay: an article
-            # must resemble the story, not just the one member (often the latest development) it recaps.
-            support: dict[tuple, list] = {}
             candidates = [(count, j) for j, count in shared.items() if count >= MIN_SHARED_NAMES]
             candidates = (heapq.nlargest(MAX_CANDIDATES, candidates) if len(candidates) > MAX_CANDIDATES
                           else sorted(candidates, reverse=True))  # the same order either way: most names, then latest
+            entries = []
             for _, j in candidates:
-                other_id, other_when, _ = ordered[j]
+                other_id, other_when, other = ordered[j]
+                if j not in scored:
+                    scored[j] = _prepare(features_of(other), idf)
                 apart = when - other_when
                 weight = _decay(apart)
-                score = _score(scored[i], scored[j], apart, weight)
-                total = support.setdefault(stories[other_id], [0.0, 0.0, None, -1.0])
-                total[0] += score * weight
-                total[1] += weight
-                if score > total[3]:
-                    total[2], total[3] = other_id, score
-            best, best_score = None, STORY_THRESHOLD
-            for story, (weighted, weights, member, _) in sorted(support.items()):
-                score = weighted / weights if weights else 0.0
-                if score >= best_score:
-                    best, best_score = (story, member), score
-            if best is None:
-                stories[doc_id] = ("new", doc_id)
-            else:
-                stories[doc_id] = best[0]
-                if linkable is None or doc_id in linkable:
-                    links[doc_id] = best[1]
-        for name in features.names:
+                entries.append((other_id, _score(scored[i], scored[j], apart, weight), weight))
+            found.append((doc_id, entries))
+        else:
+            names = names_of(raw)
+        for name in names:
             postings.setdefault(name, []).append(i)
+    return found
+
+
+def join_stories(scored, known=None, stories: dict | None = None) -> dict[str, str]:
+    """story_candidates' scored docs, in publication order -> doc id -> the member it links to, for each that joins
+    an earlier story.
+
+    A story's score is the mean of its members' scores, each weighted by its time decay: an article must
+    resemble the story, not just the one member (often the latest development) it recaps. `stories` (doc
+    -> ("known", stored story id) or ("new", its first doc's id)) gives the stories of candidates scored
+    before (another block's) and gets each doc's; a candidate it does not name is a story of its own.
+    """
+    stories = {} if stories is None else stories
+    for doc_id, story_id in (known or {}).items():
+        stories[doc_id] = ("known", story_id)
+    links: dict[str, str] = {}
+    for doc_id, entries in scored:
+        support: dict[tuple, list] = {}
+        for other_id, score, weight in entries:
+            total = support.setdefault(stories.get(other_id) or ("new", other_id), [0.0, 0.0, None, -1.0])
+            total[0] += score * weight
+            total[1] += weight
+            if score > total[3]:
+                total[2], total[3] = other_id, score
+        best, best_score = None, STORY_THRESHOLD
+        for story, (weighted, weights, member, _) in sorted(support.items()):
+            score = weighted / weights if weights else 0.0
+            if score >= best_score:
+                best, best_score = (story, member), score
+        if best is None:
+            stories[doc_id] = ("new", doc_id)
+        else:
+            stories[doc_id] = best[0]
+            links[doc_id] = best[1]
     return links
 
 
