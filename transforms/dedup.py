@@ -23,8 +23,8 @@ the near tier, its story features for the story tier. The url and exact tiers gr
 the near and story tiers work per time block (NEAR_WINDOW long) on the block's records and
 those of the block before, so every pair of documents within the window meets in exactly one
 block as a home member and another, or two home members. What reaches one place is small:
-verified copy pairs (to pick copies without chains) and story links (to follow them to the
-story's first article). The result is one decision per document that is not simply kept
+verified copy pairs (to pick copies without chains) and each article's scored story candidates
+(packed arrays, joined in time order in one pass: `join_blocks`). The result is one decision per document that is not simply kept
 (`Decisions`); the caller applies them to its documents: a run to the documents it holds,
 `newsbeam dedup` to the chunks of the dataset it reads again.
 """
@@ -298,7 +298,7 @@ def assign_copies(verified: list[tuple]) -> list[tuple[str, str, float]]:
 
 def block_story_links(members: list[tuple[tuple, bool]], background=None) -> dict:
     """One time block's story evidence: {'scored': story_candidates of its new home members (ref, [(candidate ref,
-    score, decay), ...]) in publication order, 'known': {ref: stored story id} of its earlier-run members,
+    score, decay), ...]) in publication order, packed (pack_scored), 'known': {ref: stored story id} of its earlier-run members,
     'ids': {ref: article id} of its new members}. join_blocks joins every block's in one pass.
 
     Visitors (the block before's members) are candidates here, not scored: their own block scores them.
@@ -310,7 +310,32 @@ def block_story_links(members: list[tuple[tuple, bool]], background=None) -> dic
     scored = story_candidates(docs, linkable, known, features_of=_story_features, background=background,
                               keys_of=_story_keys, names_of=lambda record: record[4].split(_SEP) if record[4] else ())
     ids = {record[0]: record[1] for record, _ in members if record[3] is None}
-    return {"scored": scored, "known": known, "ids": ids}
+    return {"scored": pack_scored(scored), "known": known, "ids": ids}
+
+
+def pack_scored(scored: list[tuple[str, list[tuple[str, float, float]]]]) -> tuple:
+    """story_candidates' lists as (refs, docs, ends, candidates, scores, decays): refs once each, the rest flat
+    arrays (a million articles have some ten million candidates: tuples of them would take gigabytes where
+    they are joined)."""
+    index: dict[str, int] = {}
+    docs, ends, candidates, scores, decays = array("q"), array("q"), array("q"), array("d"), array("d")
+    for doc, entries in scored:
+        docs.append(index.setdefault(doc, len(index)))
+        for other, score, decay in entries:
+            candidates.append(index.setdefault(other, len(index)))
+            scores.append(score)
+            decays.append(decay)
+        ends.append(len(candidates))
+    return list(index), docs, ends, candidates, scores, decays
+
+
+def unpack_scored(packed: tuple):
+    """pack_scored's arrays back to story_candidates' (doc, [(candidate, score, decay), ...]), one doc at a time."""
+    refs, docs, ends, candidates, scores, decays = packed
+    start = 0
+    for doc, end in zip(docs, ends):
+        yield refs[doc], [(refs[c], s, d) for c, s, d in zip(candidates[start:end], scores[start:end], decays[start:end])]
+        start = end
 
 
 def join_blocks(blocks: list[tuple[int, dict]]) -> list[tuple[int, list[tuple[str, str]]]]:
@@ -325,9 +350,10 @@ def join_blocks(blocks: list[tuple[int, dict]]) -> list[tuple[int, list[tuple[st
     previous: list[str] = []
     found = []
     for block, evidence in sorted(blocks, key=lambda item: item[0]):
-        links = join_stories(evidence["scored"], evidence["known"], stories)
+        links = join_stories(unpack_scored(evidence["scored"]), evidence["known"], stories)
         ids = evidence["ids"]
-        current = [ref for ref, _ in evidence["scored"]]
+        refs, docs = evidence["scored"][:2]
+        current = [refs[doc] for doc in docs]
         for ref in current:  # a story started here is named by its first article's id from now on
             kind, story = stories[ref]
             if kind == "new":
