@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from newsbeam.transforms.chrome import strip_source
-from newsbeam.transforms.extract import ExtractionError, extract_document
+from newsbeam.transforms.extract_core import ExtractionError, extract_document
 from newsbeam.transforms.normalise import normalise_article
 
 FIELDS = ("path", "url", "title", "text", "authors", "published_at", "published_at_source", "updated_at",

@@ -79,3 +79,52 @@ def test_dedup_usage_mistakes_are_one_line(tmp_path):
                         (["dedup", tmp_path / "empty"], "--out")):
         result = newsbeam(*args)
         assert result.returncode == 2 and words in result.stderr and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+def test_a_dedup_killed_at_each_write_boundary_then_rerun_gives_what_an_uninterrupted_one_gives(web, tmp_path):
+    # The tiers spill their batches (and the story tier its scored candidates) under DIR/_tmp-RUN_ID; a kill
+    # leaves them and part of the tables behind. A rerun of the same id must sweep both and write the same dataset.
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    now = datetime.now(timezone.utc).isoformat()
+    story = body_paragraphs(1) + body_paragraphs(2)[1:]
+    east = crawl(web, tmp_path, "east", {
+        "/pier.html": article_page("Pier plan", story, "https://a.example/pier", "Alder Post", now),
+        "/library.html": article_page("Library", body_paragraphs(4), "https://a.example/library", "Alder Post", now),
+    })
+    west = crawl(web, tmp_path, "west", {
+        "/pier-copy.html": article_page("Pier plan backed", story[:4] + ["Read the full story at the Alder Post."],
+                                        "https://w.example/pier", "West Wire", now),
+        "/school.html": article_page("School roof", body_paragraphs(6), "https://w.example/school", "West Wire", now),
+    })
+    dataset = tmp_path / "merged"
+    for part in (east, west):
+        shutil.copytree(part / "articles", dataset / "articles", dirs_exist_ok=True)
+
+    def tables(out):
+        articles = pd.read_parquet(out / "articles").sort_values("url")
+        duplicates = pd.read_parquet(out / "duplicates")
+        state = [sorted(pd.read_parquet(out / "_state" / name).article_id) for name in ("near", "story")]
+        return articles[["url", "story_id"]].values.tolist(), duplicates[["url", "tier", "duplicate_of"]].values.tolist(), state
+
+    assert newsbeam("dedup", dataset, "--out", tmp_path / "whole", "--run-id", "once").returncode == 0
+    expected = tables(tmp_path / "whole")
+    crash_run = Path(__file__).with_name("crash_run.py")
+    for boundary in ("state:near", "state:story", "table:articles", "manifest:before", "manifest:after"):
+        out = tmp_path / boundary.replace(":", "-")
+        child = subprocess.run([sys.executable, str(crash_run), boundary, "dedup", str(dataset), "--out", str(out),
+                                "--run-id", "once"], capture_output=True, text=True, timeout=300)
+        assert child.returncode == -9, f"not killed at {boundary}: {child.stderr[-2000:]}"
+        assert list(out.glob("_tmp-once")), f"the killed run left no spills at {boundary}: the rerun has nothing to sweep"
+        rerun = newsbeam("dedup", dataset, "--out", out, "--run-id", "once")
+        assert rerun.returncode == 0, rerun.stderr
+        assert tables(out) == expected, boundary
+        manifest = json.loads((out / "runs" / "once.json").read_text())
+        assert manifest["articles"] == {"read": 4, "kept": 3, "duplicates": 1, "balanced": True}, boundary
+        assert not list(out.glob("_tmp-*")) and not (out / ".newsbeam.lock").exists(), boundary
+        committed = set(manifest["files"])
+        on_disk = {str(p.relative_to(out)) for t in ("articles", "duplicates", "_state") for p in (out / t).rglob("*")
+                   if p.is_file()}
+        assert on_disk == committed, boundary

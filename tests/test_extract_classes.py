@@ -15,7 +15,7 @@ import re
 import pytest
 
 from newsbeam.pipeline.extract_cmd import clean_pages
-from newsbeam.transforms.extract import extract_document
+from newsbeam.transforms.extract_core import extract_document
 from newsweb import body_paragraphs
 
 _WORDS = re.compile(r"\w+")

@@ -11,7 +11,7 @@ import pytest
 
 from newsbeam.pipeline.config import RunConfig
 from newsbeam.pipeline.job import run_job
-from newsbeam.transforms.extract import extract_batch, extract_outcome
+from newsbeam.transforms.extract_core import extract_batch, extract_outcome
 from newsbeam.transforms.extract_pool import POOL_FROM, ExtractionPool
 from newsbeam.transforms.sources import read_sources
 from newsweb import article_page, body_paragraphs

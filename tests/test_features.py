@@ -6,14 +6,13 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from newsbeam.transforms.features import (MIN_SHINGLES, PERMUTATIONS, STOP, TOP_TERMS, describe_texts, string_hashes)
-from newsbeam.transforms.similarity import jaccard, signature
+from newsbeam.transforms.features import MIN_SHINGLES, PERMUTATIONS, STOP, TOP_TERMS, describe_texts, string_hashes
+from newsbeam.transforms.similarity import jaccard, signature, sketches
 from newsweb import body_paragraphs
-
-import pyarrow as pa
 
 TEXTS = ["\n".join(body_paragraphs(i) + body_paragraphs(i + 3)) for i in range(6)]
 TITLES = [f"Council of Harbridge votes on plan {i}" for i in range(6)]
@@ -81,7 +80,7 @@ def test_any_text_gets_valid_records(pairs):
     assert d.full.shape == d.lead.shape == (n, PERMUTATIONS) and d.full.dtype == np.uint32
     assert len(d.shingles) == n and (d.shingles >= 0).all()
     for i in range(n):
-        assert d.signed(i) == (d.shingles[i] >= MIN_SHINGLES)
+        assert (sketches(d)[i] is None) == (d.shingles[i] < MIN_SHINGLES)
         assert len(d.terms[i]) == len(d.counts[i]) <= TOP_TERMS and all(c >= 1 for c in d.counts[i])
         assert d.counts[i] == sorted(d.counts[i], reverse=True)
         assert all(len(t) >= 4 and t not in STOP for t in d.terms[i])

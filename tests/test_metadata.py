@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from newsbeam.transforms.extract import load_page
+from newsbeam.transforms.extract_core import load_page
 from newsbeam.transforms.metadata import page_metadata
 
 _HEAD = """<head><title>Harbour bridge reopens | The Coastal Ledger</title>

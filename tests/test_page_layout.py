@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import trafilatura
-from newsbeam.transforms.extract import load_page as load_html
+from newsbeam.transforms.extract_core import load_page as load_html
 
 from newsbeam.transforms.page_layout import clean_body, trace_lines, with_lead
 from newsweb import body_paragraphs

@@ -7,7 +7,7 @@ import trafilatura
 from lxml import etree
 
 from newsbeam.transforms import readability_gate
-from newsbeam.transforms.extract import load_page
+from newsbeam.transforms.extract_core import load_page
 
 SEEDS = sorted((Path(__file__).parent / "fixtures" / "seeds").glob("*.html"))
 PARAGRAPH = "<p>The council met on Tuesday evening to weigh the harbour plan, and members spoke at length about costs.</p>"

@@ -15,7 +15,7 @@ import pandas as pd
 
 from newsbeam.pipeline.config import RunConfig
 from newsbeam.pipeline.job import run_job
-from newsbeam.transforms.extract import load_page
+from newsbeam.transforms.extract_core import load_page
 from newsbeam.transforms.http import FetchSettings
 from newsbeam.transforms.metadata import page_metadata
 from newsbeam.transforms.sources import read_sources

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from newsbeam.schemas import NEAR_STATE, STORY_STATE
 from newsbeam.transforms.dedup import (NEAR_WINDOW, NearPick, StoryPick, _background, _members, block_copies, block_of,
-                                       describe, near_blocks, near_queries, near_state_row, story_blocks, story_queries, stored_near_record,
+                                       describe, near_blocks, near_queries, near_state_row, story_blocks, story_queries,
+                                       stored_near_record,
                                        stored_story_record, unpack_story)
 from newsbeam.transforms.stories import STORY_REACH, StoryFeatures, feature_keys, idf_weights, state_feature_counts
 
@@ -120,9 +121,13 @@ def test_near_pick_finds_the_copies_reading_every_row_finds():
     assert len(picked) < len(all_rows(tables)) / 4  # and it read a small part of the state
 
 
-def test_near_state_of_another_sketch_is_not_compared():
-    # Files written before sketch version 2 hold 128-hash MinHash signatures (their `sketch` is null):
-    # compared bin by bin with one-permutation sketches they would only add noise.
+def test_near_state_of_another_sketch_is_not_compared(tmp_path):
+    # Files written before sketch version 2 hold 128-hash MinHash signatures and no `sketch` column (read as
+    # null): compared bin by bin with one-permutation sketches they would only add noise.
+    import pyarrow.parquet as pq
+
+    from newsbeam.transforms.write import read_columns, state_columns
+
     earlier, fresh = world()
     tables = stored_tables(earlier, "near")
     queries: dict[int, list[bytes]] = {}
@@ -130,19 +135,24 @@ def test_near_state_of_another_sketch_is_not_compared():
         for block, keys in near_queries(record):
             queries.setdefault(block, []).append(keys)
     current = [record for block, asked in queries.items() for record in NearPick()(block, tables, asked)]
-    older = {block: table.set_column(table.schema.get_field_index("sketch"), "sketch", pa.nulls(len(table), pa.int16()))
-             for block, table in tables.items()}
+    older = {}
+    for block, table in tables.items():
+        path = tmp_path / f"near-{block}.parquet"
+        pq.write_table(table.drop_columns(["sketch"]), path)  # as an older newsbeam wrote it
+        older[block] = read_columns(str(path), state_columns("near"), None, NEAR_STATE)
+        assert older[block].column("sketch").null_count == len(table)
     assert current, "the new articles copy stored ones"
     assert [record for block, asked in queries.items() for record in NearPick()(block, older, asked)] == []
 
 
 def story_links_of(fresh: list[dict], parts_by_block: dict[int, list]) -> set:
-    from newsbeam.transforms.dedup import block_story_links, join_blocks
+    from newsbeam.transforms.dedup import block_story_candidates, join_blocks
 
     for record in fresh:
         for block, part in story_blocks([record["story"]]):
             parts_by_block.setdefault(block, []).append(part)
-    evidence = [(block, block_story_links(_members(parts, {}, 0), _background(parts))) for block, parts in parts_by_block.items()]
+    evidence = [(block, block_story_candidates(_members(parts, {}, 0), _background(parts)))
+                for block, parts in parts_by_block.items()]
     return {pair for _, joined in join_blocks(evidence) for pair in joined}
 
 

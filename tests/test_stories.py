@@ -92,7 +92,7 @@ def test_numbers_in_digits_and_words_are_features_and_survive_the_state_row():
 def test_a_story_continues_across_time_blocks_and_links_are_followed_to_its_first_article():
     """The Beam tier links each block's articles to earlier ones (the block before visits) and follows the links
     afterwards: reports just either side of a block boundary, and a follow-up two days on, end in one story."""
-    from newsbeam.transforms.dedup import (NEAR_WINDOW, _members, _story_state, block_story_links, join_blocks, pack_story,
+    from newsbeam.transforms.dedup import (NEAR_WINDOW, _members, _story_state, block_story_candidates, join_blocks, pack_story,
                                            story_blocks)
     from newsbeam.transforms.stories import STORY_REACH
 
@@ -107,7 +107,7 @@ def test_a_story_continues_across_time_blocks_and_links_are_followed_to_its_firs
     homes_and_visitors = [([r[0] for r in homes], [r[0] for r in visitors]) for _, (homes, visitors) in batches]
     # "a" home in the first block, visiting the second; the third is visited only by those within reach of it
     assert homes_and_visitors == [(["a"], []), (["b", "fu", "budget"], ["a"]), ([], ["fu", "budget"])]
-    evidence = [(block, block_story_links(_members([part], {}, 0))) for block, part in batches]
+    evidence = [(block, block_story_candidates(_members([part], {}, 0))) for block, part in batches]
     stories = dict(pair for _, joined in join_blocks(evidence[::-1]) for pair in joined)  # blocks in any order
     assert stories == {"b": "id-a", "fu": "id-a"}  # the budget story is its own
     rows = [row for block, part in batches

@@ -181,12 +181,16 @@ def pack_story(state: dict) -> tuple:
             *(_SEP.join(state.get(k) or ()) for k in ("lead", "numbers")))
 
 
+def _split(joined: str) -> list[str]:
+    """One of pack_story's joined fields back to its list."""
+    return joined.split(_SEP) if joined else []
+
+
 def unpack_story(fields) -> dict:
     """pack_story's fields back to story-state columns."""
     names, terms, counts, lead, numbers = fields
-    split = lambda joined: joined.split(_SEP) if joined else []  # noqa: E731
-    return {"names": split(names), "terms": split(terms), "counts": array("I", counts).tolist(), "lead": split(lead),
-            "numbers": split(numbers)}
+    return {"names": _split(names), "terms": _split(terms), "counts": array("I", counts).tolist(), "lead": _split(lead),
+            "numbers": _split(numbers)}
 
 
 def _story_features(record: tuple) -> StoryFeatures:
@@ -195,10 +199,9 @@ def _story_features(record: tuple) -> StoryFeatures:
 
 def _story_keys(record: tuple) -> tuple[set, set, set]:
     """feature_keys of a story record, read from its packed fields without making its features."""
-    split = lambda joined: joined.split(_SEP) if joined else []  # noqa: E731
-    terms = split(record[5])
-    return (set(split(record[4])) | {"#" + x for x in split(record[8])}, set(terms),
-            {stem(t) for t in terms}.union(split(record[7])))
+    terms = _split(record[5])
+    return (set(_split(record[4])) | {"#" + x for x in _split(record[8])}, set(terms),
+            {stem(t) for t in terms}.union(_split(record[7])))
 
 
 def block_of(when: float) -> int:
@@ -296,7 +299,7 @@ def assign_copies(verified: list[tuple]) -> list[tuple[str, str, float]]:
 
 # ---------------------------------------------------------------- the story tier, per block
 
-def block_story_links(members: list[tuple[tuple, bool]], background=None) -> dict:
+def block_story_candidates(members: list[tuple[tuple, bool]], background=None) -> dict:
     """One time block's story evidence: {'scored': story_candidates of its new home members (ref, [(candidate ref,
     score, decay), ...]) in publication order, packed (pack_scored), 'known': {ref: stored story id} of its earlier-run members,
     'ids': {ref: article id} of its new members}. join_blocks joins every block's in one pass.
@@ -308,7 +311,7 @@ def block_story_links(members: list[tuple[tuple, bool]], background=None) -> dic
     linkable = {record[0] for record, home in members if home and record[3] is None}
     known = {record[0]: record[3] for record, _ in members if record[3] is not None}
     scored = story_candidates(docs, linkable, known, features_of=_story_features, background=background,
-                              keys_of=_story_keys, names_of=lambda record: record[4].split(_SEP) if record[4] else ())
+                              keys_of=_story_keys, names_of=lambda record: _split(record[4]))
     ids = {record[0]: record[1] for record, _ in members if record[3] is None}
     return {"scored": pack_scored(scored), "known": known, "ids": ids}
 
@@ -338,9 +341,15 @@ def unpack_scored(packed: tuple):
         start = end
 
 
+def _block_candidates(grouped, dropped) -> tuple[int, object]:
+    """(block, its story parts) -> (block, its block_story_candidates), spilled beside its records when those were."""
+    block, parts = grouped
+    return block, beside(parts[0], "candidates", block_story_candidates(_members(parts, dropped, 0), _background(parts)))
+
+
 def join_blocks(blocks: list[tuple[int, dict]]) -> list[tuple[int, list[tuple[str, str]]]]:
-    """(block, block_story_links) of every block -> (block, [(ref, story id)]) for each article that joins another's
-    story, the story id being its first article's id or a stored story id.
+    """(block, block_story_candidates or the path it was spilled to) of every block -> (block, [(ref, story id)])
+    for each article that joins another's story, the story id being its first article's id or a stored story id.
 
     Blocks are joined in time order, so an article's candidates (earlier articles, of its block or the block
     before) have their stories by then: join_stories' one pass over the whole history, with each block's
@@ -349,7 +358,8 @@ def join_blocks(blocks: list[tuple[int, dict]]) -> list[tuple[int, list[tuple[st
     stories: dict[str, tuple] = {}
     previous: list[str] = []
     found = []
-    for block, evidence in sorted(blocks, key=lambda item: item[0]):
+    for block, part in sorted(blocks, key=lambda item: item[0]):
+        evidence = unspill(part, consume=True)  # spilled beside the block's records, when those were
         links = join_stories(unpack_scored(evidence["scored"]), evidence["known"], stories)
         ids = evidence["ids"]
         refs, docs = evidence["scored"][:2]
@@ -435,9 +445,8 @@ class Decisions(beam.PTransform):
         joined = (
             records["story"]
             | "GroupStoryBlocks" >> beam.GroupByKey()
-            | "StoryLinks" >> beam.Map(lambda block, dropped: (block[0], block_story_links(_members(block[1], dropped, 0),
-                                                                                           _background(block[1]))), dropped)
-            | "AllLinks" >> beam.combiners.ToList().without_defaults()
+            | "StoryCandidates" >> beam.Map(_block_candidates, dropped)
+            | "AllCandidates" >> beam.combiners.ToList().without_defaults()
             | "JoinBlocks" >> beam.FlatMap(join_blocks)
         )
         stories = joined | "StoryDecisions" >> beam.Map(lambda batch: [(ref, ("story", story, None)) for ref, story in batch[1]])
@@ -519,7 +528,12 @@ def _keep_as(part, block: int, rows: list[dict]) -> list[tuple[int, object]]:
     those were spilled, so that the runner holds a path and not a million rows."""
     if not rows:
         return []
-    return [(block, spill(f"{part}.state", rows) if isinstance(part, str) else rows)]
+    return [(block, beside(part, "state", rows))]
+
+
+def beside(part, suffix: str, batch):
+    """`batch` spilled beside a spilled part (its path with `suffix`), or itself when the part was not spilled."""
+    return spill(f"{part}.{suffix}", batch) if isinstance(part, str) else batch
 
 
 def decided_rows(doc: dict, decision: tuple | None) -> tuple[dict | None, list[dict]]:

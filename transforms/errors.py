@@ -5,7 +5,6 @@ from __future__ import annotations
 import apache_beam as beam
 
 from newsbeam.schemas import error_row
-from newsbeam.transforms.messages import internal_error  # noqa: F401 (the stages import it from here)
 from newsbeam.transforms.metrics import count
 
 ERRORS = "errors"

@@ -12,13 +12,9 @@ import apache_beam as beam
 from apache_beam.utils.windowed_value import WindowedValue
 
 from newsbeam.transforms.errors import ERRORS, fail_entries
-from newsbeam.transforms.extract_core import (ExtractionError, extract_batch, extract_document, extract_outcome,
-                                              load_page)
+from newsbeam.transforms.extract_core import extract_batch, extract_outcome
 from newsbeam.transforms.extract_pool import POOL_BATCH, POOL_FROM, ExtractionPool
 from newsbeam.transforms.metrics import count, observe_ms
-
-__all__ = ["Extract", "ExtractionError", "extract_batch", "extract_document", "extract_outcome", "load_page"]
-
 
 class Extract(beam.PTransform):
     """Pages -> extracted documents; pages with no text go to the `errors` output.

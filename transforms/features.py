@@ -85,7 +85,7 @@ class Described:
     """A batch's records, one row per text: sketches as arrays, story features as lists (sorted, but terms
     most frequent first, ties in order of first use)."""
 
-    shingles: np.ndarray  # int64: distinct shingles; below MIN_SHINGLES the text has no sketch
+    shingles: np.ndarray  # int64: distinct shingles; below MIN_SHINGLES the text has no sketch (similarity.sketches)
     full: np.ndarray  # (n, PERMUTATIONS) uint32
     lead: np.ndarray  # (n, PERMUTATIONS) uint32
     names: list[list[str]]
@@ -93,9 +93,6 @@ class Described:
     counts: list[list[int]]
     lead_stems: list[list[str]]
     numbers: list[list[str]]
-
-    def signed(self, i: int) -> bool:
-        return bool(self.shingles[i] >= MIN_SHINGLES)
 
 
 def describe_texts(texts: list[str | None], titles: list[str | None] | None = None, story: bool = True) -> Described:
@@ -247,6 +244,7 @@ def _content(words: pa.Array) -> tuple[pa.Array, np.ndarray]:
 
 
 _STOP_ARRAY = pa.array(sorted(STOP), pa.large_string())
+_NUMBER_ARRAY = pa.array(sorted(NUMBER_WORDS), pa.large_string())
 
 
 def _split(values: np.ndarray, owners: np.ndarray, n: int) -> list[np.ndarray]:
@@ -271,12 +269,11 @@ def _top_terms(ids: np.ndarray, lengths: np.ndarray, vocabulary: pa.Array, n: in
     owner, word, counted = (counted.get_column(c).to_numpy() for c in ("text", "word", "count"))
     rank = np.arange(len(owner)) - np.searchsorted(owner, owner)
     top = rank < TOP_TERMS
-    names = forms.to_numpy(zero_copy_only=False)
-    terms = [names[w].tolist() for w in _split(word[top], owner[top], n)]
+    spelled = forms.to_numpy(zero_copy_only=False)
+    terms = [spelled[w].tolist() for w in _split(word[top], owner[top], n)]
     counts = [c.tolist() for c in _split(counted[top], owner[top], n)]
-    number_ids = np.flatnonzero(pc.is_in(forms, value_set=pa.array(list(NUMBER_WORDS), pa.large_string())).to_numpy(zero_copy_only=False))
-    numbered = np.isin(word, number_ids)
-    spoken = [[NUMBER_WORDS[w] for w in names[ws].tolist()] for ws in _split(word[numbered], owner[numbered], n)]
+    numbered = np.isin(word, np.flatnonzero(pc.is_in(forms, value_set=_NUMBER_ARRAY).to_numpy(zero_copy_only=False)))
+    spoken = [[NUMBER_WORDS[w] for w in spelled[ws].tolist()] for ws in _split(word[numbered], owner[numbered], n)]
     return terms, counts, spoken
 
 

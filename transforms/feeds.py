@@ -31,7 +31,8 @@ import lxml.html
 
 from newsbeam.schemas import error_row
 from newsbeam.transforms import feed_state
-from newsbeam.transforms.errors import ERRORS, fail_entries, internal_error
+from newsbeam.transforms.errors import ERRORS, fail_entries
+from newsbeam.transforms.messages import internal_error
 from newsbeam.transforms.http import FetchError, FetchSettings, named_url_problem
 from newsbeam.transforms.metrics import count, observe_ms
 from newsbeam.transforms.normalise import valid_text, valid_values

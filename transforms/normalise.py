@@ -16,7 +16,8 @@ from urllib.parse import quote, quote_plus, unquote_plus
 
 import apache_beam as beam
 
-from newsbeam.transforms.errors import ERRORS, fail_entries, internal_error
+from newsbeam.transforms.errors import ERRORS, fail_entries
+from newsbeam.transforms.messages import internal_error
 from newsbeam.transforms.metrics import count
 
 # Query parameters that identify a click or a campaign, not a document (matched on the decoded name, in any

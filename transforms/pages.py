@@ -13,7 +13,8 @@ from urllib.parse import urlsplit
 
 import apache_beam as beam
 
-from newsbeam.transforms.errors import ERRORS, fail_entries, internal_error
+from newsbeam.transforms.errors import ERRORS, fail_entries
+from newsbeam.transforms.messages import internal_error
 from newsbeam.transforms.http import FetchError, FetchSettings, decode_html
 from newsbeam.transforms.metrics import count, observe_ms
 from newsbeam.transforms.normalise import canonical_url, scheme_and_host
