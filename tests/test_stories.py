@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from newsbeam.transforms.stories import MAX_STORY_GAP, assign_stories, story_features, story_score
 
 T0 = datetime(2026, 3, 2, 8, 0, tzinfo=timezone.utc)
@@ -115,3 +118,90 @@ def test_a_story_continues_across_time_blocks_and_links_are_followed_to_its_firs
     assert {row["article_id"]: row["story_id"] for row in rows} == {"id-a": "id-a", "id-b": "id-a", "id-fu": "id-a",
                                                                      "id-budget": "id-budget"}
     assert rows[0]["terms"] == features(FLOOD_A).state_fields()["terms"]  # packed and unpacked unchanged
+
+
+# ---------------------------------------------------------------- the batch scoring against its specification
+
+def reference_candidates(docs, scored_ids, background=None):
+    """story_candidates as its docstrings say it, one pair at a time in plain Python: the specification the
+    array code (StoryBatch) must meet."""
+    import math
+    from collections import Counter
+
+    from newsbeam.transforms import stories as tier
+
+    ordered = sorted(docs, key=lambda d: (d[1], d[0]))
+    n, name_df, term_df = len(ordered), Counter(), Counter()
+    if background:
+        n, name_df, term_df = n + background[0], Counter(background[1]), Counter(background[2])
+    for _, _, f in ordered:
+        names, words, stems = tier.feature_keys(f)
+        name_df.update(names)
+        term_df.update(words)
+        term_df.update(stems)
+    idf = lambda df: math.log((n + tier.IDF_PRIOR_DOCS + 1) / (df + 1)) + 1.0  # noqa: E731
+
+    def score(a, b, apart):
+        wa = {k: idf(name_df[k]) for k in a.names | {"#" + x for x in a.numbers}}
+        wb = {k: idf(name_df[k]) for k in b.names | {"#" + x for x in b.numbers}}
+        shared = sum(wa[k] for k in wa.keys() & wb.keys())
+        union = sum(wa.values()) + sum(wb.values()) - shared
+        va, vb = ({w: c * idf(term_df[w]) for w, c in f.terms} for f in (a, b))
+        norms = math.sqrt(sum(v * v for v in va.values())) * math.sqrt(sum(v * v for v in vb.values()))
+        cosine = sum(va[w] * vb[w] for w in va.keys() & vb.keys()) / norms if norms else 0.0
+
+        def covered(x, y):
+            total = sum(idf(term_df[s]) for s in x.lead)
+            return sum(idf(term_df[s]) for s in x.lead & y.stems) / total if total else 0.0
+
+        hours, sigma = abs(apart).total_seconds() / 3600, tier.STORY_SIGMA.total_seconds() / 3600
+        decay = math.exp(-hours * hours / (2 * sigma * sigma))
+        overlap = tier.NAME_WEIGHT * (shared / union if union else 0.0) + (1 - tier.NAME_WEIGHT) * cosine
+        return (overlap + (covered(a, b) + covered(b, a)) / 2) / 2 * decay, decay
+
+    found = []
+    for i, (doc_id, when, f) in enumerate(ordered):
+        if doc_id not in scored_ids:
+            continue
+        shared = Counter()
+        for name in f.names:
+            posted = [j for j in range(i) if name in ordered[j][2].names][-tier.POSTING_LIMIT:]
+            shared.update(j for j in posted if ordered[j][1] >= when - tier.STORY_REACH)
+        chosen = sorted(((count, j) for j, count in shared.items() if count >= tier.MIN_SHARED_NAMES), reverse=True)
+        found.append((doc_id, [(ordered[j][0], *score(f, ordered[j][2], when - ordered[j][1]))
+                               for _, j in chosen[: tier.MAX_CANDIDATES]]))
+    return found
+
+
+NAMES = ["varnholm", "osk", "brandvik", "kessel park", "northmark", "ilse brandvik", "mill"]
+WORDS = ["flood", "floods", "flooded", "river", "shelter", "budget", "council", "boats", "rain", "mayor"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.frozensets(st.sampled_from(NAMES), max_size=5),
+                          st.dictionaries(st.sampled_from(WORDS), st.integers(1, 4), max_size=6),
+                          st.frozensets(st.sampled_from(["flood", "river", "counci", "varnho"]), max_size=3),
+                          st.frozensets(st.sampled_from(["3", "14", "300"]), max_size=2),
+                          st.integers(0, 24 * 12), st.booleans()),
+                min_size=1, max_size=14),
+       st.integers(1, 3), st.integers(1, 3), st.booleans(), st.sampled_from([(4_000_000, 2048), (1, 1), (5, 2)]))
+def test_batch_scoring_meets_its_specification(rows, posting_limit, max_candidates, with_background, chunks):
+    """StoryBatch's candidates and scores are those of the plain definition, also where the posting limit and
+    the candidate limit cut (set low here), in chunks of any size, with ties in time, with a background and
+    with unscored docs."""
+    from unittest import mock
+
+    from newsbeam.transforms import stories as tier
+
+    docs = [(f"d{i}", T0 + timedelta(hours=hours), tier.StoryFeatures(names, tuple(terms.items()), lead, numbers))
+            for i, (names, terms, lead, numbers, hours, _) in enumerate(rows)]
+    scored = {doc_id for (doc_id, _, _), row in zip(docs, rows) if row[5]}
+    background = (50, {"varnholm": 20, "#3": 5}, {"flood": 30, "river": 2}) if with_background else None
+    with (mock.patch.object(tier, "POSTING_LIMIT", posting_limit), mock.patch.object(tier, "MAX_CANDIDATES", max_candidates),
+          mock.patch.object(tier.StoryBatch, "budget", chunks[0]), mock.patch.object(tier.StoryBatch, "documents", chunks[1])):
+        got = list(tier.unpack_scored(tier.story_candidates(docs, scored, background=background)))
+        expected = reference_candidates(docs, scored, background)
+    assert [(doc, [c for c, _, _ in entries]) for doc, entries in got] == [(doc, [c for c, _, _ in entries]) for doc, entries in expected]
+    for (_, entries), (_, wanted) in zip(got, expected):
+        for (_, score, decay), (_, want_score, want_decay) in zip(entries, wanted):
+            assert abs(score - want_score) < 1e-9 and abs(decay - want_decay) < 1e-9

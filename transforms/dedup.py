@@ -51,9 +51,9 @@ from newsbeam.transforms.features import SKETCH_VERSION, describe_texts
 from newsbeam.transforms.similarity import (Signature, band_hashes, copy_similarity, pick_copies, shared_bands,
                                             sketches)
 from newsbeam.transforms.stored import UNREADABLE, LookupKeys, ReadStoredBlocks, StoredView
-from newsbeam.transforms.stories import (MAX_STORY_GAP, MIN_SHARED_NAMES, POSTING_LIMIT, STORY_REACH, StoryFeatures,
-                                         described_features, feature_keys, join_stories, state_feature_counts, stem,
-                                         story_candidates)
+from newsbeam.transforms.stories import (MAX_STORY_GAP, MIN_SHARED_NAMES, POSTING_LIMIT, STORY_REACH, StoryBatch,
+                                         StoryColumns, StoryFeatures, described_features, feature_keys, join_stories,
+                                         scored_batch, state_feature_counts, unpack_scored)
 from newsbeam.transforms.write import Batches, spill, spill_to, unspill
 
 _FAR_FUTURE = "9999"
@@ -197,13 +197,6 @@ def _story_features(record: tuple) -> StoryFeatures:
     return StoryFeatures.from_state(unpack_story(record[4:]))
 
 
-def _story_keys(record: tuple) -> tuple[set, set, set]:
-    """feature_keys of a story record, read from its packed fields without making its features."""
-    terms = _split(record[5])
-    return (set(_split(record[4])) | {"#" + x for x in _split(record[8])}, set(terms),
-            {stem(t) for t in terms}.union(_split(record[7])))
-
-
 def block_of(when: float) -> int:
     return int(when // NEAR_WINDOW.total_seconds())
 
@@ -300,45 +293,21 @@ def assign_copies(verified: list[tuple]) -> list[tuple[str, str, float]]:
 # ---------------------------------------------------------------- the story tier, per block
 
 def block_story_candidates(members: list[tuple[tuple, bool]], background=None) -> dict:
-    """One time block's story evidence: {'scored': story_candidates of its new home members (ref, [(candidate ref,
-    score, decay), ...]) in publication order, packed (pack_scored), 'known': {ref: stored story id} of its earlier-run members,
-    'ids': {ref: article id} of its new members}. join_blocks joins every block's in one pass.
+    """One time block's story evidence: {'scored': the candidates of its new home members, scored (stories.scored_batch),
+    'known': {ref: stored story id} of its earlier-run members, 'ids': {ref: article id} of its new members}.
+    join_blocks joins every block's in one pass.
 
     Visitors (the block before's members) are candidates here, not scored: their own block scores them.
     `background`: the IDF counts of the block's earlier-run articles that could not join (story_links).
     """
-    docs = [(record[0], datetime.fromtimestamp(record[2], timezone.utc), record) for record, _ in members]
-    linkable = {record[0] for record, home in members if home and record[3] is None}
-    known = {record[0]: record[3] for record, _ in members if record[3] is not None}
-    scored = story_candidates(docs, linkable, known, features_of=_story_features, background=background,
-                              keys_of=_story_keys, names_of=lambda record: _split(record[4]))
-    ids = {record[0]: record[1] for record, _ in members if record[3] is None}
-    return {"scored": pack_scored(scored), "known": known, "ids": ids}
-
-
-def pack_scored(scored: list[tuple[str, list[tuple[str, float, float]]]]) -> tuple:
-    """story_candidates' lists as (refs, docs, ends, candidates, scores, decays): refs once each, the rest flat
-    arrays (a million articles have some ten million candidates: tuples of them would take gigabytes where
-    they are joined)."""
-    index: dict[str, int] = {}
-    docs, ends, candidates, scores, decays = array("q"), array("q"), array("q"), array("d"), array("d")
-    for doc, entries in scored:
-        docs.append(index.setdefault(doc, len(index)))
-        for other, score, decay in entries:
-            candidates.append(index.setdefault(other, len(index)))
-            scores.append(score)
-            decays.append(decay)
-        ends.append(len(candidates))
-    return list(index), docs, ends, candidates, scores, decays
-
-
-def unpack_scored(packed: tuple):
-    """pack_scored's arrays back to story_candidates' (doc, [(candidate, score, decay), ...]), one doc at a time."""
-    refs, docs, ends, candidates, scores, decays = packed
-    start = 0
-    for doc, end in zip(docs, ends):
-        yield refs[doc], [(refs[c], s, d) for c, s, d in zip(candidates[start:end], scores[start:end], decays[start:end])]
-        start = end
+    records = [record for record, _ in members]
+    columns = StoryColumns.packed(*([record[i] for record in records] for i in (4, 8, 5, 6, 7)), separator=_SEP)
+    refs = [record[0] for record in records]
+    batch = StoryBatch(columns, np.array([record[2] for record in records], np.float64), refs, background)
+    scored = scored_batch(batch, [home and record[3] is None for record, home in members], refs)
+    known = {record[0]: record[3] for record in records if record[3] is not None}
+    ids = {record[0]: record[1] for record in records if record[3] is None}
+    return {"scored": scored, "known": known, "ids": ids}
 
 
 def _block_candidates(grouped, dropped) -> tuple[int, object]:
@@ -363,7 +332,7 @@ def join_blocks(blocks: list[tuple[int, dict]]) -> list[tuple[int, list[tuple[st
         links = join_stories(unpack_scored(evidence["scored"]), evidence["known"], stories)
         ids = evidence["ids"]
         refs, docs = evidence["scored"][:2]
-        current = [refs[doc] for doc in docs]
+        current = [refs[doc] for doc in docs.tolist()]
         for ref in current:  # a story started here is named by its first article's id from now on
             kind, story = stories[ref]
             if kind == "new":

@@ -10,9 +10,13 @@ organisations, the same content words, and closeness in time.
   function words), and the numbers it gives; worked out for a whole batch at once by
   transforms/features.py (`batch_features`), which shares its tokenisation with the near tier.
 - `story_score`: an IDF-weighted overlap of the named things and numbers and a TF-IDF cosine of
-  the content words, averaged, then averaged with the lead coverage (see `_lead_coverage`), times
-  a time decay exp(-Δt²/2σ²) with σ = STORY_SIGMA. Articles further apart than STORY_REACH
-  (where the decay alone falls below the threshold) are never compared.
+  the content words, averaged, then averaged with the lead coverage (how much of what one's title
+  and first sentence say, IDF-weighted, the other's text says too; both ways), times a time decay
+  exp(-Δt²/2σ²) with σ = STORY_SIGMA. Articles further apart than STORY_REACH (where the decay
+  alone falls below the threshold) are never compared.
+- `StoryBatch`: the same scores for a whole batch's candidate pairs at once, as array work over the
+  batch's keys (sorted codes and binary search, no Python per pair): how the tier scores a time block
+  of a million-article dataset. `story_score` is its two-article case.
 - `assign_stories`: in publication order, an article is scored against the earlier articles that
   share at least MIN_SHARED_NAMES named things with it; each story gets the mean of its members'
   scores weighted by their time decay, and the article joins the best story if that reaches
@@ -26,14 +30,14 @@ features and `newsbeam dedup`.
 
 from __future__ import annotations
 
-import heapq
 import math
-from bisect import bisect_left
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
-from operator import mul
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from newsbeam.transforms.features import STEM_LETTERS, describe_texts
 
@@ -103,35 +107,29 @@ def feature_keys(features: StoryFeatures) -> tuple[frozenset, frozenset]:
             frozenset(word for word, _ in features.terms), features.stems)
 
 
-def idf_weights(features, background=None, keys=feature_keys) -> tuple[dict[str, float], dict[str, float], float]:
-    """Smoothed IDF of names and of content words over a batch, and the weight of an unseen key.
+def idf_weights(features, background=None) -> tuple[dict[str, float], dict[str, float], float]:
+    """The IDF the tier weighs a batch's keys by (StoryBatch): {name or "#number": weight}, {word or stem: weight},
+    and the weight of an unseen key.
 
     `background`: (n, name_df, term_df) of more articles of the batch that are not among `features`
     (earlier runs' articles that share no name with this run's, counted by `state_feature_counts`).
-    `keys`: what gives an item's (names, words, stems) keys, for items that are not StoryFeatures.
     """
-    n, name_df, term_df = 0, Counter(), Counter()
-    if background is not None:
-        n, name_df, term_df = background[0], Counter(background[1]), Counter(background[2])
-    for f in features:  # one pass: the features may be made on the fly
-        n += 1
-        names, words, stems = keys(f)
-        name_df.update(names)
-        term_df.update(words)
-        term_df.update(stems)
-    # As if the batch sat in a background of IDF_PRIOR_DOCS unrelated articles: a handful of articles
-    # that all name one town must not make the town look common.
-    idf = lambda df: math.log((n + IDF_PRIOR_DOCS + 1) / (df + 1)) + 1.0  # noqa: E731
-    return {k: idf(v) for k, v in name_df.items()}, {k: idf(v) for k, v in term_df.items()}, idf(0)
+    features = list(features)
+    batch = StoryBatch(StoryColumns.of(features), np.zeros(len(features)), [str(i) for i in range(len(features))], background)
+    total = len(features) + (background[0] if background else 0)
+    found = []
+    for vocabulary, idf, counted in ((batch.name_vocabulary, batch.name_idf, 1), (batch.term_vocabulary, batch.term_idf, 2)):
+        weights = dict(zip(vocabulary, idf.tolist()))
+        rest = [k for k in (background[counted] if background else ()) if k not in weights]  # keys of the background only
+        weights.update(zip(rest, _idf(total, np.array([background[counted][k] for k in rest], np.float64)).tolist()))
+        found.append(weights)
+    return found[0], found[1], float(_idf(total, np.zeros(1))[0])
 
 
 def state_feature_counts(table, name_keys, term_keys) -> tuple[int, dict, dict]:
     """(n, name_df, term_df) of story-state rows (an Arrow table with the STORY_STATE feature columns), as
     idf_weights counts them, for the given keys only: the table's articles as a background batch.
     Columnar: a time block's tens of thousands of stored rows are counted without making their features."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     def distinct_counts(parts, wanted) -> dict:
         rows = pa.concat_arrays([pc.list_parent_indices(column) for column, _ in parts]) if parts else pa.array([], pa.int64())
         values = pa.concat_arrays([pc.cast(v, pa.string()) for _, v in parts]) if parts else pa.array([], pa.string())
@@ -154,69 +152,232 @@ def state_feature_counts(table, name_keys, term_keys) -> tuple[int, dict, dict]:
     return len(table), name_df, term_df
 
 
+# ---------------------------------------------------------------- a batch scored at once
+
+def _lists(joined: list[str], separator: str) -> tuple[pa.Array, np.ndarray]:
+    """Strings that each join a list with `separator` ("" for an empty list) -> (all values, each list's length)."""
+    if not joined:
+        return pa.array([], pa.large_string()), np.zeros(0, np.int64)
+    split = pc.split_pattern(pa.array(joined, pa.large_string()), separator)
+    values, owner = pc.list_flatten(split), pc.list_parent_indices(split).to_numpy()
+    keep = pc.not_equal(values, "")
+    return values.filter(keep), np.bincount(owner[keep.to_numpy(zero_copy_only=False)], minlength=len(joined))
+
+
+@dataclass(frozen=True)
+class StoryColumns:
+    """A batch's story features as flat arrays: each list field's values in one Arrow array and its length per
+    document; counts aligned with the terms' values."""
+
+    names: tuple[pa.Array, np.ndarray]
+    numbers: tuple[pa.Array, np.ndarray]
+    terms: tuple[pa.Array, np.ndarray]
+    counts: np.ndarray
+    lead: tuple[pa.Array, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.names[1])
+
+    @classmethod
+    def of(cls, features: list[StoryFeatures]) -> "StoryColumns":
+        def flat(lists) -> tuple[pa.Array, np.ndarray]:
+            lists = list(lists)
+            return (pa.array([x for values in lists for x in values], pa.large_string()),
+                    np.array([len(values) for values in lists], np.int64))
+
+        return cls(flat(f.names for f in features), flat(f.numbers for f in features), flat([w for w, _ in f.terms] for f in features),
+                   np.array([c for f in features for _, c in f.terms], np.float64), flat(f.lead for f in features))
+
+    @classmethod
+    def packed(cls, names: list[str], numbers: list[str], terms: list[str], counts: list[bytes], lead: list[str],
+               separator: str) -> "StoryColumns":
+        """From story records' packed fields (transforms/dedup.py pack_story): lists joined by `separator`, counts
+        as uint32 bytes."""
+        return cls(_lists(names, separator), _lists(numbers, separator), _lists(terms, separator),
+                   np.frombuffer(b"".join(counts), np.uint32).astype(np.float64), _lists(lead, separator))
+
+
 @dataclass
-class _Scored:
-    """One article's features weighted by a batch's IDF, ready to be compared many times."""
+class _Relation:
+    """(document, key, value) rows, one per (document, key), sorted by document then key; a (document, key) is
+    looked up by binary search on its code, document * size + key."""
 
-    features: StoryFeatures
-    name_weight: dict
-    vector: dict
-    norm: float
-    lead_weight: dict
-    lead_total: float
-    name_total: float
-    stems: frozenset  # features.stems, looked up once
+    docs: np.ndarray
+    keys: np.ndarray
+    values: np.ndarray
+    codes: np.ndarray
+    starts: np.ndarray  # each document's first row; starts[n] is the row count
+    size: int
+
+    @classmethod
+    def of(cls, docs: np.ndarray, keys: np.ndarray, values: np.ndarray, n: int, size: int) -> "_Relation":
+        codes, first = np.unique(docs.astype(np.int64) * size + keys, return_index=True)  # a key once a document
+        return cls(codes // max(size, 1), codes % max(size, 1), values[first], codes,
+                   np.searchsorted(codes, np.arange(n + 1, dtype=np.int64) * size), size)
+
+    def rows_of(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(owner, row) of every row of each of `docs`, in order."""
+        lengths = self.starts[docs + 1] - self.starts[docs]
+        owner = np.repeat(np.arange(len(docs)), lengths)
+        return owner, np.repeat(self.starts[docs] - np.cumsum(lengths) + lengths, lengths) + np.arange(len(owner))
+
+    def find(self, docs: np.ndarray, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(whether each (document, key) is a row, the row where it would be)."""
+        if not len(self.codes):
+            return np.zeros(len(docs), bool), np.zeros(len(docs), np.int64)
+        wanted = docs.astype(np.int64) * self.size + keys
+        at = np.minimum(np.searchsorted(self.codes, wanted), len(self.codes) - 1)
+        return self.codes[at] == wanted, at
 
 
-def _prepare(features: StoryFeatures, idf) -> _Scored:
-    name_idf, term_idf, unseen = idf
-    vector = {w: c * term_idf.get(w, unseen) for w, c in features.terms}
-    lead = {x: term_idf.get(x, unseen) for x in features.lead}
-    names = {k: name_idf.get(k, unseen) for k in features.names}
-    names.update({"#" + x: name_idf.get("#" + x, unseen) for x in features.numbers})
-    return _Scored(features, names, vector, math.sqrt(sum(v * v for v in vector.values())), lead, sum(lead.values()),
-                   sum(names.values()), features.stems)
+def _overlap(a: np.ndarray, b: np.ndarray, of_a: _Relation, in_b: _Relation, product: bool = False) -> np.ndarray:
+    """Per pair (a[p], b[p]): the sum of a's values over a's keys that b has too (each times b's, with `product`)."""
+    pair, row = of_a.rows_of(a)
+    hit, at = in_b.find(b[pair], of_a.keys[row])
+    values = of_a.values[row][hit] * (in_b.values[at][hit] if product else 1.0)
+    return np.bincount(pair[hit], weights=values, minlength=len(a))
+
+
+def _idf(n: int, df: np.ndarray) -> np.ndarray:
+    # As if the batch sat in a background of IDF_PRIOR_DOCS unrelated articles: a handful of articles
+    # that all name one town must not make the town look common.
+    return np.log((n + IDF_PRIOR_DOCS + 1) / (df + 1)) + 1.0
+
+
+class StoryBatch:
+    """A batch's story features in publication order, weighted by the batch's IDF, its pairs scored as arrays.
+
+    `when`: each document's time (POSIX seconds); `ids`: its id (ties in time go by id). `background`: the
+    IDF counts of more articles of the batch that are not among these (idf_weights); `idf`: given weights
+    (names, words and stems, unseen) instead of the batch's.
+    """
+
+    def __init__(self, columns: StoryColumns, when: np.ndarray, ids: list[str], background=None, idf=None):
+        n = self.n = len(columns)
+        order = pc.sort_indices(pa.table({"when": pa.array(when, pa.float64()), "id": pa.array(ids, pa.large_string())}),
+                                sort_keys=[("when", "ascending"), ("id", "ascending")]).to_numpy()
+        self.order, self.when = order, np.asarray(when, np.float64)[order]
+        rank = np.empty(n, np.int64)
+        rank[order] = np.arange(n)
+        owners = lambda lengths: rank[np.repeat(np.arange(n), lengths)]  # noqa: E731
+
+        names, numbers, terms, lead = columns.names, columns.numbers, columns.terms, columns.lead
+        hashed = pc.binary_join_element_wise(pa.scalar("#", pa.large_string()), numbers[0].cast(pa.large_string()),
+                                             pa.scalar("", pa.large_string()))  # "#14": a number's key
+        name_encoded = pc.dictionary_encode(pa.concat_arrays([names[0].cast(pa.large_string()), hashed.cast(pa.large_string())]))
+        stems = pc.utf8_slice_codeunits(terms[0].cast(pa.large_string()), 0, STEM_LETTERS)
+        term_encoded = pc.dictionary_encode(pa.concat_arrays([terms[0].cast(pa.large_string()), stems, lead[0].cast(pa.large_string())]))
+        name_keys = name_encoded.indices.to_numpy().astype(np.int64)
+        term_keys = term_encoded.indices.to_numpy().astype(np.int64)
+        name_vocabulary, term_vocabulary = name_encoded.dictionary.to_pylist(), term_encoded.dictionary.to_pylist()
+        self.name_vocabulary, self.term_vocabulary = name_vocabulary, term_vocabulary
+        nk, tk, t = len(name_vocabulary), len(term_vocabulary), len(terms[0])
+        name_docs, word_docs, lead_docs = np.r_[owners(names[1]), owners(numbers[1])], owners(terms[1]), owners(lead[1])
+        ones = lambda size: np.ones(size, np.float64)  # noqa: E731
+        self.names = _Relation.of(name_docs, name_keys, ones(len(name_keys)), n, nk)
+        self.postings = _Relation.of(name_docs[: len(names[0])], name_keys[: len(names[0])], ones(len(names[0])), n, nk)
+        words = _Relation.of(word_docs, term_keys[:t], columns.counts, n, tk)
+        self.lead = _Relation.of(lead_docs, term_keys[2 * t :], ones(len(lead[0])), n, tk)
+        # the stems an article's text says something about: its words' and its lead's
+        self.stems = _Relation.of(np.r_[word_docs, lead_docs], term_keys[t:], ones(t + len(lead[0])), n, tk)
+        if idf is None:
+            name_df = np.bincount(self.names.keys, minlength=nk).astype(np.float64)
+            term_df = (np.bincount(words.keys, minlength=tk) + np.bincount(self.stems.keys, minlength=tk)).astype(np.float64)
+            total = n
+            if background is not None:
+                total += background[0]
+                name_df += np.array([background[1].get(k, 0) for k in name_vocabulary], np.float64)
+                term_df += np.array([background[2].get(k, 0) for k in term_vocabulary], np.float64)
+            name_idf, term_idf = _idf(total, name_df), _idf(total, term_df)
+        else:
+            name_idf = np.array([idf[0].get(k, idf[2]) for k in name_vocabulary], np.float64)
+            term_idf = np.array([idf[1].get(k, idf[2]) for k in term_vocabulary], np.float64)
+        self.name_idf, self.term_idf = name_idf, term_idf
+        self.names.values = name_idf[self.names.keys]
+        words.values = words.values * term_idf[words.keys]
+        self.lead.values = term_idf[self.lead.keys]
+        self.words = words
+        self.name_total = np.bincount(self.names.docs, weights=self.names.values, minlength=n)
+        self.norm = np.sqrt(np.bincount(words.docs, weights=words.values ** 2, minlength=n))
+        self.lead_total = np.bincount(self.lead.docs, weights=self.lead.values, minlength=n)
+
+    def scores(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(score, time decay) of each pair of documents (a[p], b[p]), by their places in publication order."""
+        size = len(a)
+        shared = _overlap(a, b, self.names, self.names)
+        union = self.name_total[a] + self.name_total[b] - shared
+        names = np.divide(shared, union, out=np.zeros(size), where=union > 0)
+        norms = self.norm[a] * self.norm[b]
+        cosine = np.divide(_overlap(a, b, self.words, self.words, product=True), norms, out=np.zeros(size), where=norms > 0)
+        lead = sum(np.divide(_overlap(x, y, self.lead, self.stems), self.lead_total[x], out=np.zeros(size),
+                             where=self.lead_total[x] > 0) for x, y in ((a, b), (b, a)))
+        apart = np.abs(self.when[a] - self.when[b])
+        hours, sigma = apart / 3600, STORY_SIGMA.total_seconds() / 3600
+        decay = np.exp(-(hours * hours) / (2 * sigma * sigma))
+        score = (NAME_WEIGHT * names + (1 - NAME_WEIGHT) * cosine + lead / 2) / 2 * decay
+        return np.where(apart > MAX_STORY_GAP.total_seconds(), 0.0, score), decay
+
+    budget, documents = 4_000_000, 2048  # a chunk of candidates(): postings read, documents (memory ~ both)
+
+    def candidates(self, scored: np.ndarray):
+        """(doc, candidate) pairs of the scored documents (places in publication order, ascending), in the order
+        story_links takes them: per document, the earlier ones within STORY_REACH that share at least
+        MIN_SHARED_NAMES names with it among the POSTING_LIMIT latest earlier articles of each name, at most
+        MAX_CANDIDATES, most names first, then the latest. In chunks of at most `documents` documents and about
+        `budget` postings read, so memory stays bounded whatever the batch and its names."""
+        budget, documents = self.budget, self.documents
+        postings, n = self.postings, self.n
+        by_name = np.argsort(postings.keys * n + postings.docs, kind="stable")  # each name's articles in order
+        keys, docs = postings.keys[by_name], postings.docs[by_name]
+        ordered = keys * n + docs
+        wanted = np.zeros(n, bool)
+        wanted[scored] = True
+        rows = np.flatnonzero(wanted[docs])
+        rows = rows[np.argsort(docs[rows], kind="stable")]  # by document
+        reach = np.searchsorted(self.when, self.when - STORY_REACH.total_seconds())  # each doc's first within reach
+        low = np.maximum.reduce([np.searchsorted(ordered, keys[rows] * n), rows - POSTING_LIMIT,
+                                 np.searchsorted(ordered, keys[rows] * n + reach[docs[rows]])])
+        lengths = np.maximum(rows - low, 0)
+        read, row_docs = np.cumsum(lengths), docs[rows]
+        row_ranks = np.searchsorted(scored, row_docs)
+        begin = 0
+        while begin < len(rows):
+            end = min(int(np.searchsorted(read, (read[begin - 1] if begin else 0) + budget, side="right")),
+                      int(np.searchsorted(row_ranks, row_ranks[begin] + documents)))
+            end = max(end, begin + 1)
+            end = int(np.searchsorted(row_docs, row_docs[end - 1], side="right"))  # a document's rows together
+            part, start = lengths[begin:end], low[begin:end]
+            owner = np.repeat(row_docs[begin:end], part)
+            partner = docs[np.repeat(start - np.cumsum(part) + part, part) + np.arange(int(part.sum()))]
+            pairs, shared = np.unique(owner * n + partner, return_counts=True)
+            keep = shared >= MIN_SHARED_NAMES
+            a, b, shared = pairs[keep] // n, pairs[keep] % n, shared[keep]
+            best = np.lexsort((-b, -shared, a))
+            a, b = a[best], b[best]
+            rank = np.arange(len(a)) - np.searchsorted(a, a)
+            yield a[rank < MAX_CANDIDATES], b[rank < MAX_CANDIDATES]
+            begin = end
+
+    def scored_candidates(self, scored: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(ends, candidates, scores, decays) of the scored documents (places in publication order, ascending):
+        document k's candidates are candidates[ends[k-1]:ends[k]], in story_candidates' order."""
+        parts = [(a, b, *self.scores(a, b)) for a, b in self.candidates(scored)]
+        if not parts:
+            return (np.zeros(len(scored), np.int64), *(np.zeros(0, t) for t in (np.int64, np.float64, np.float64)))
+        a, b, score, decay = (np.concatenate(x) for x in zip(*parts))
+        ends = np.cumsum(np.bincount(np.searchsorted(scored, a), minlength=len(scored)))
+        return ends, b, score, decay
 
 
 def story_score(a: StoryFeatures, b: StoryFeatures, apart: timedelta, idf=None) -> float:
-    """How likely two articles report one event: 0 (unrelated or too far apart) to 1."""
-    idf = idf or ({}, {}, 1.0)
-    return _score(_prepare(a, idf), _prepare(b, idf), apart)
+    """How likely two articles report one event: 0 (unrelated or too far apart) to 1. `idf`: (name weights,
+    word and stem weights, the weight of an unseen key); default, every key weighs 1."""
+    batch = StoryBatch(StoryColumns.of([a, b]), np.array([0.0, abs(apart).total_seconds()]), ["a", "b"],
+                       idf=idf or ({}, {}, 1.0))
+    return float(batch.scores(np.array([1]), np.array([0]))[0][0])
 
 
-def _score(a: _Scored, b: _Scored, apart: timedelta, decay: float | None = None) -> float:
-    """story_score of two prepared articles; `decay`: _decay(apart), when the caller has it already."""
-    if abs(apart) > MAX_STORY_GAP:
-        return 0.0
-    a_names = a.name_weight
-    shared = sum(map(a_names.__getitem__, a_names.keys() & b.name_weight.keys()))  # map: no frame per key
-    union = a.name_total + b.name_total - shared
-    names = shared / union if union else 0.0
-    a_vector, b_vector = a.vector, b.vector
-    both = a_vector.keys() & b_vector.keys()
-    dot = sum(map(mul, map(a_vector.__getitem__, both), map(b_vector.__getitem__, both)))
-    cosine = dot / (a.norm * b.norm) if a.norm and b.norm else 0.0
-    decay = _decay(apart) if decay is None else decay
-    overlap = NAME_WEIGHT * names + (1 - NAME_WEIGHT) * cosine
-    return (overlap + (_lead_coverage(a, b) + _lead_coverage(b, a)) / 2) / 2 * decay
-
-
-def _decay(apart: timedelta) -> float:
-    hours, sigma = abs(apart).total_seconds() / 3600, STORY_SIGMA.total_seconds() / 3600
-    return math.exp(-(hours * hours) / (2 * sigma * sigma))
-
-
-def _lead_coverage(a: _Scored, b: _Scored) -> float:
-    """How much of what a's lead says (IDF-weighted) b's text also says: high for two reports of one event,
-    low for another event that only mentions it in the background."""
-    if not a.lead_total:
-        return 0.0
-    lead = a.lead_weight
-    return sum(map(lead.__getitem__, b.stems.intersection(lead))) / a.lead_total
-
-
-def story_links(docs: list[tuple[str, datetime, StoryFeatures]], linkable=None, known=None, features_of=None,
-                background=None, keys_of=None) -> dict[str, str]:
+def story_links(docs: list[tuple[str, datetime, StoryFeatures]], linkable=None, known=None, background=None) -> dict[str, str]:
     """doc id -> the member of the story it joins that it resembles most, for each doc of `linkable` (default:
     all but the `known` ones) that joins an earlier story: story_candidates, then join_stories.
 
@@ -230,67 +391,42 @@ def story_links(docs: list[tuple[str, datetime, StoryFeatures]], linkable=None, 
     their own: the Dedup stage scores them in their own block and joins all blocks in one pass.
     """
     known = known or {}
-    return join_stories(story_candidates(docs, linkable, known, features_of, background, keys_of), known)
+    return join_stories(unpack_scored(story_candidates(docs, linkable, known, background)), known)
 
 
-def story_candidates(docs: list[tuple[str, datetime, StoryFeatures]], linkable=None, known=None, features_of=None,
-                     background=None, keys_of=None, names_of=None) -> list[tuple[str, list[tuple[str, float, float]]]]:
-    """(doc id, [(candidate id, score, time decay), ...]) for each doc of `linkable` (default: all but the `known`
-    ones), in publication order (ties by id); the candidates as story_links chooses them, in its order.
+def story_candidates(docs: list[tuple[str, datetime, StoryFeatures]], linkable=None, known=None, background=None) -> tuple:
+    """The candidates of each doc of `linkable` (default: all but the `known` ones) as story_links chooses them,
+    scored, packed (see `scored_batch`; unpack_scored gives (doc id, [(candidate id, score, time decay), ...])
+    in publication order, ties by id).
 
     Which docs are candidates and what they score does not depend on which story any doc joins, so the
     candidates of a time block can be scored on their own and joined later (join_stories).
-
     `background`: IDF counts of more articles of the batch that are not among `docs` (idf_weights).
-    With `features_of`, the docs' third items are turned into StoryFeatures by it as they are
-    needed, and only the docs within STORY_REACH of the current one are held prepared: memory
-    follows the reach, not the number of docs. `keys_of`, if given, gives a third item's feature_keys
-    without making its features (the IDF pass over all docs needs no more); `names_of` likewise its names.
-    A doc is prepared for scoring only when it is scored or is a candidate.
     """
     known = known or {}
-    features_of = features_of or (lambda features: features)
-    names_of = names_of or (lambda raw: features_of(raw).names)
-    ordered = sorted(docs, key=lambda d: (d[1], d[0]))
-    if keys_of is None:
-        idf = idf_weights((features_of(f) for _, _, f in ordered), background)
-    else:
-        idf = idf_weights((f for _, _, f in ordered), background, keys=keys_of)
-    scored: dict[int, _Scored] = {}  # the docs within reach, prepared
-    postings: dict[str, list[int]] = {}
-    times = [when for _, when, _ in ordered]
-    found = []
-    oldest = 0
-    for i, (doc_id, when, raw) in enumerate(ordered):
-        start = bisect_left(times, when - STORY_REACH)  # the first document within reach
-        for gone in range(oldest, start):
-            scored.pop(gone, None)
-        oldest = max(oldest, start)
-        if doc_id not in known and (linkable is None or doc_id in linkable):
-            scored[i] = _prepare(features_of(raw), idf)
-            names = scored[i].features.names
-            shared: Counter = Counter()
-            for name in names:
-                posted = postings.get(name, ())  # indices in publication order
-                first = max(bisect_left(posted, start), len(posted) - POSTING_LIMIT)
-                shared.update(posted[first:])
-            candidates = [(count, j) for j, count in shared.items() if count >= MIN_SHARED_NAMES]
-            candidates = (heapq.nlargest(MAX_CANDIDATES, candidates) if len(candidates) > MAX_CANDIDATES
-                          else sorted(candidates, reverse=True))  # the same order either way: most names, then latest
-            entries = []
-            for _, j in candidates:
-                other_id, other_when, other = ordered[j]
-                if j not in scored:
-                    scored[j] = _prepare(features_of(other), idf)
-                apart = when - other_when
-                weight = _decay(apart)
-                entries.append((other_id, _score(scored[i], scored[j], apart, weight), weight))
-            found.append((doc_id, entries))
-        else:
-            names = names_of(raw)
-        for name in names:
-            postings.setdefault(name, []).append(i)
-    return found
+    batch = StoryBatch(StoryColumns.of([f for _, _, f in docs]), np.array([when.timestamp() for _, when, _ in docs]),
+                       [doc_id for doc_id, _, _ in docs], background)
+    return scored_batch(batch, [doc_id not in known and (linkable is None or doc_id in linkable) for doc_id, _, _ in docs],
+                        [doc_id for doc_id, _, _ in docs])
+
+
+def scored_batch(batch: "StoryBatch", scored: list[bool], ids: list[str]) -> tuple:
+    """The batch's candidates of the documents flagged `scored` (flags and ids in the batch's input order), packed:
+    (ids in publication order, the scored ones' places there, where each one's candidates end, the candidates'
+    places, their scores, their time decays); flat arrays, since a million articles have some ten million
+    candidates, which as tuples would take gigabytes where they are joined."""
+    places = np.sort(np.argsort(batch.order)[np.flatnonzero(np.asarray(scored, bool))]) if len(ids) else np.zeros(0, np.int64)
+    ends, candidates, scores, decays = batch.scored_candidates(places)
+    return [ids[i] for i in batch.order.tolist()], places, ends, candidates, scores, decays
+
+
+def unpack_scored(packed: tuple):
+    """scored_batch's arrays -> (doc id, [(candidate id, score, time decay), ...]) one doc at a time, in order."""
+    refs, docs, ends, candidates, scores, decays = (x.tolist() if isinstance(x, np.ndarray) else x for x in packed)
+    start = 0
+    for doc, end in zip(docs, ends):
+        yield refs[doc], [(refs[c], s, d) for c, s, d in zip(candidates[start:end], scores[start:end], decays[start:end])]
+        start = end
 
 
 def join_stories(scored, known=None, stories: dict | None = None) -> dict[str, str]:
