@@ -301,9 +301,9 @@ def block_story_candidates(members: list[tuple[tuple, bool]], background=None) -
     `background`: the IDF counts of the block's earlier-run articles that could not join (story_links).
     """
     records = [record for record, _ in members]
-    columns = StoryColumns.packed(*([record[i] for record in records] for i in (4, 8, 5, 6, 7)), separator=_SEP)
     refs = [record[0] for record in records]
-    batch = StoryBatch(columns, np.array([record[2] for record in records], np.float64), refs, background)
+    batch = StoryBatch(StoryColumns.packed(*([record[i] for record in records] for i in (4, 8, 5, 6, 7)), separator=_SEP),
+                       np.array([record[2] for record in records], np.float64), refs, background)
     scored = scored_batch(batch, [home and record[3] is None for record, home in members], refs)
     known = {record[0]: record[3] for record in records if record[3] is not None}
     ids = {record[0]: record[1] for record in records if record[3] is None}

@@ -118,7 +118,8 @@ def idf_weights(features, background=None) -> tuple[dict[str, float], dict[str, 
     batch = StoryBatch(StoryColumns.of(features), np.zeros(len(features)), [str(i) for i in range(len(features))], background)
     total = len(features) + (background[0] if background else 0)
     found = []
-    for vocabulary, idf, counted in ((batch.name_vocabulary, batch.name_idf, 1), (batch.term_vocabulary, batch.term_idf, 2)):
+    for vocabulary, idf, counted in ((batch.name_vocabulary.to_pylist(), batch.name_idf, 1),
+                                     (batch.term_vocabulary.to_pylist(), batch.term_idf, 2)):
         weights = dict(zip(vocabulary, idf.tolist()))
         rest = [k for k in (background[counted] if background else ()) if k not in weights]  # keys of the background only
         weights.update(zip(rest, _idf(total, np.array([background[counted][k] for k in rest], np.float64)).tolist()))
@@ -199,21 +200,31 @@ class StoryColumns:
 
 @dataclass
 class _Relation:
-    """(document, key, value) rows, one per (document, key), sorted by document then key; a (document, key) is
-    looked up by binary search on its code, document * size + key."""
+    """(document, key[, value]) rows, one per (document, key), as sorted codes document * size + key: a document's
+    rows are a range, and a (document, key) is looked up by binary search."""
 
-    docs: np.ndarray
-    keys: np.ndarray
-    values: np.ndarray
     codes: np.ndarray
+    values: np.ndarray | None
     starts: np.ndarray  # each document's first row; starts[n] is the row count
     size: int
 
     @classmethod
-    def of(cls, docs: np.ndarray, keys: np.ndarray, values: np.ndarray, n: int, size: int) -> "_Relation":
-        codes, first = np.unique(docs.astype(np.int64) * size + keys, return_index=True)  # a key once a document
-        return cls(codes // max(size, 1), codes % max(size, 1), values[first], codes,
-                   np.searchsorted(codes, np.arange(n + 1, dtype=np.int64) * size), size)
+    def of(cls, docs: np.ndarray, keys: np.ndarray, values: np.ndarray | None, n: int, size: int) -> "_Relation":
+        codes = docs.astype(np.int64) * size + keys
+        if values is None:
+            codes = np.sort(codes)
+        else:
+            order = np.argsort(codes, kind="stable")
+            codes, values = codes[order], values[order]
+        first = np.r_[True, codes[1:] != codes[:-1]] if len(codes) else np.zeros(0, bool)  # a key once a document
+        codes, values = codes[first], (None if values is None else values[first])  # (its first value)
+        return cls(codes, values, np.searchsorted(codes, np.arange(n + 1, dtype=np.int64) * size), size)
+
+    def keys(self, rows=slice(None)) -> np.ndarray:
+        return self.codes[rows] % max(self.size, 1)
+
+    def docs(self) -> np.ndarray:
+        return self.codes // max(self.size, 1)
 
     def rows_of(self, docs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(owner, row) of every row of each of `docs`, in order."""
@@ -233,7 +244,7 @@ class _Relation:
 def _overlap(a: np.ndarray, b: np.ndarray, of_a: _Relation, in_b: _Relation, product: bool = False) -> np.ndarray:
     """Per pair (a[p], b[p]): the sum of a's values over a's keys that b has too (each times b's, with `product`)."""
     pair, row = of_a.rows_of(a)
-    hit, at = in_b.find(b[pair], of_a.keys[row])
+    hit, at = in_b.find(b[pair], of_a.keys(row))
     values = of_a.values[row][hit] * (in_b.values[at][hit] if product else 1.0)
     return np.bincount(pair[hit], weights=values, minlength=len(a))
 
@@ -244,12 +255,28 @@ def _idf(n: int, df: np.ndarray) -> np.ndarray:
     return np.log((n + IDF_PRIOR_DOCS + 1) / (df + 1)) + 1.0
 
 
+def _encoded(values: pa.Array) -> tuple[np.ndarray, pa.Array]:
+    """(each value's index in the vocabulary, the vocabulary of distinct values)."""
+    encoded = pc.dictionary_encode(values.cast(pa.large_string()))
+    return encoded.indices.to_numpy().astype(np.int64), encoded.dictionary
+
+
+def _counted(vocabulary: pa.Array, counts: dict) -> np.ndarray:
+    """counts.get(key, 0) of each key of the vocabulary, looked up columnar."""
+    if not counts:
+        return np.zeros(len(vocabulary))
+    at = pc.index_in(vocabulary, value_set=pa.array(list(counts), pa.large_string()))
+    known = np.array(list(counts.values()), np.float64)
+    return np.where(at.is_valid().to_numpy(zero_copy_only=False), known[at.fill_null(0).to_numpy()], 0.0)
+
+
 class StoryBatch:
     """A batch's story features in publication order, weighted by the batch's IDF, its pairs scored as arrays.
 
     `when`: each document's time (POSIX seconds); `ids`: its id (ties in time go by id). `background`: the
     IDF counts of more articles of the batch that are not among these (idf_weights); `idf`: given weights
-    (names, words and stems, unseen) instead of the batch's.
+    (names, words and stems, unseen) instead of the batch's. Memory: about 40 bytes per content word of
+    the batch's documents (TOP_TERMS at most each).
     """
 
     def __init__(self, columns: StoryColumns, when: np.ndarray, ids: list[str], background=None, idf=None):
@@ -264,42 +291,41 @@ class StoryBatch:
         names, numbers, terms, lead = columns.names, columns.numbers, columns.terms, columns.lead
         hashed = pc.binary_join_element_wise(pa.scalar("#", pa.large_string()), numbers[0].cast(pa.large_string()),
                                              pa.scalar("", pa.large_string()))  # "#14": a number's key
-        name_encoded = pc.dictionary_encode(pa.concat_arrays([names[0].cast(pa.large_string()), hashed.cast(pa.large_string())]))
-        stems = pc.utf8_slice_codeunits(terms[0].cast(pa.large_string()), 0, STEM_LETTERS)
-        term_encoded = pc.dictionary_encode(pa.concat_arrays([terms[0].cast(pa.large_string()), stems, lead[0].cast(pa.large_string())]))
-        name_keys = name_encoded.indices.to_numpy().astype(np.int64)
-        term_keys = term_encoded.indices.to_numpy().astype(np.int64)
-        name_vocabulary, term_vocabulary = name_encoded.dictionary.to_pylist(), term_encoded.dictionary.to_pylist()
-        self.name_vocabulary, self.term_vocabulary = name_vocabulary, term_vocabulary
-        nk, tk, t = len(name_vocabulary), len(term_vocabulary), len(terms[0])
+        name_keys, self.name_vocabulary = _encoded(pa.concat_arrays([names[0].cast(pa.large_string()), hashed]))
+        # Words, their stems and lead stems share one key space, made from the distinct words (not every use)
+        word_ids, words_seen = _encoded(terms[0])
+        lead_ids, lead_seen = _encoded(lead[0])
+        keys_of, self.term_vocabulary = _encoded(pa.concat_arrays(
+            [words_seen, pc.utf8_slice_codeunits(words_seen, 0, STEM_LETTERS), lead_seen]))
+        seen = len(words_seen)
+        word_keys, stem_keys, lead_keys = keys_of[word_ids], keys_of[seen : 2 * seen][word_ids], keys_of[2 * seen :][lead_ids]
+        nk, tk = len(self.name_vocabulary), len(self.term_vocabulary)
         name_docs, word_docs, lead_docs = np.r_[owners(names[1]), owners(numbers[1])], owners(terms[1]), owners(lead[1])
-        ones = lambda size: np.ones(size, np.float64)  # noqa: E731
-        self.names = _Relation.of(name_docs, name_keys, ones(len(name_keys)), n, nk)
-        self.postings = _Relation.of(name_docs[: len(names[0])], name_keys[: len(names[0])], ones(len(names[0])), n, nk)
-        words = _Relation.of(word_docs, term_keys[:t], columns.counts, n, tk)
-        self.lead = _Relation.of(lead_docs, term_keys[2 * t :], ones(len(lead[0])), n, tk)
+        self.names = _Relation.of(name_docs, name_keys, np.zeros(len(name_keys)), n, nk)
+        self.postings = _Relation.of(name_docs[: len(names[0])], name_keys[: len(names[0])], None, n, nk)
+        self.words = _Relation.of(word_docs, word_keys, np.asarray(columns.counts, np.float64), n, tk)
+        self.lead = _Relation.of(lead_docs, lead_keys, np.zeros(len(lead_keys)), n, tk)
         # the stems an article's text says something about: its words' and its lead's
-        self.stems = _Relation.of(np.r_[word_docs, lead_docs], term_keys[t:], ones(t + len(lead[0])), n, tk)
+        self.stems = _Relation.of(np.r_[word_docs, lead_docs], np.r_[stem_keys, lead_keys], None, n, tk)
+        del word_ids, lead_ids, word_keys, stem_keys, lead_keys, name_docs, word_docs, lead_docs
         if idf is None:
-            name_df = np.bincount(self.names.keys, minlength=nk).astype(np.float64)
-            term_df = (np.bincount(words.keys, minlength=tk) + np.bincount(self.stems.keys, minlength=tk)).astype(np.float64)
+            name_df = np.bincount(self.names.keys(), minlength=nk).astype(np.float64)
+            term_df = (np.bincount(self.words.keys(), minlength=tk) + np.bincount(self.stems.keys(), minlength=tk)).astype(np.float64)
             total = n
             if background is not None:
                 total += background[0]
-                name_df += np.array([background[1].get(k, 0) for k in name_vocabulary], np.float64)
-                term_df += np.array([background[2].get(k, 0) for k in term_vocabulary], np.float64)
-            name_idf, term_idf = _idf(total, name_df), _idf(total, term_df)
+                name_df += _counted(self.name_vocabulary, background[1])
+                term_df += _counted(self.term_vocabulary, background[2])
+            self.name_idf, self.term_idf = _idf(total, name_df), _idf(total, term_df)
         else:
-            name_idf = np.array([idf[0].get(k, idf[2]) for k in name_vocabulary], np.float64)
-            term_idf = np.array([idf[1].get(k, idf[2]) for k in term_vocabulary], np.float64)
-        self.name_idf, self.term_idf = name_idf, term_idf
-        self.names.values = name_idf[self.names.keys]
-        words.values = words.values * term_idf[words.keys]
-        self.lead.values = term_idf[self.lead.keys]
-        self.words = words
-        self.name_total = np.bincount(self.names.docs, weights=self.names.values, minlength=n)
-        self.norm = np.sqrt(np.bincount(words.docs, weights=words.values ** 2, minlength=n))
-        self.lead_total = np.bincount(self.lead.docs, weights=self.lead.values, minlength=n)
+            self.name_idf = np.array([idf[0].get(k, idf[2]) for k in self.name_vocabulary.to_pylist()], np.float64)
+            self.term_idf = np.array([idf[1].get(k, idf[2]) for k in self.term_vocabulary.to_pylist()], np.float64)
+        self.names.values = self.name_idf[self.names.keys()]
+        self.words.values *= self.term_idf[self.words.keys()]
+        self.lead.values = self.term_idf[self.lead.keys()]
+        self.name_total = np.bincount(self.names.docs(), weights=self.names.values, minlength=n)
+        self.norm = np.sqrt(np.bincount(self.words.docs(), weights=self.words.values ** 2, minlength=n))
+        self.lead_total = np.bincount(self.lead.docs(), weights=self.lead.values, minlength=n)
 
     def scores(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(score, time decay) of each pair of documents (a[p], b[p]), by their places in publication order."""
@@ -326,10 +352,9 @@ class StoryBatch:
         MAX_CANDIDATES, most names first, then the latest. In chunks of at most `documents` documents and about
         `budget` postings read, so memory stays bounded whatever the batch and its names."""
         budget, documents = self.budget, self.documents
-        postings, n = self.postings, self.n
-        by_name = np.argsort(postings.keys * n + postings.docs, kind="stable")  # each name's articles in order
-        keys, docs = postings.keys[by_name], postings.docs[by_name]
-        ordered = keys * n + docs
+        n = self.n
+        ordered = np.sort(self.postings.keys() * n + self.postings.docs())  # each name's articles in order
+        keys, docs = ordered // max(n, 1), ordered % max(n, 1)
         wanted = np.zeros(n, bool)
         wanted[scored] = True
         rows = np.flatnonzero(wanted[docs])
