@@ -262,11 +262,14 @@ def _top_terms(ids: np.ndarray, lengths: np.ndarray, vocabulary: pa.Array, n: in
     encoded = pc.dictionary_encode(bare)
     forms, form_of = encoded.dictionary, encoded.indices.to_numpy()
     keep = is_content[ids]
-    used = pl.DataFrame({"text": np.repeat(np.arange(n), lengths)[keep], "word": form_of[ids[keep]].astype(np.int64),
-                         "at": np.flatnonzero(keep)})
-    counted = (used.group_by("text", "word").agg(pl.len().alias("count"), pl.col("at").min())
-               .sort(["text", "count", "at"], descending=[False, True, False]))  # most frequent first, then first used
-    owner, word, counted = (counted.get_column(c).to_numpy() for c in ("text", "word", "count"))
+    size = max(len(forms), 1)
+    used = np.repeat(np.arange(n, dtype=np.int64), lengths)[keep] * size + form_of[ids[keep]]  # (text, word), in order
+    order = np.argsort(used, kind="stable")
+    used = used[order]
+    start = np.flatnonzero(np.r_[True, used[1:] != used[:-1]]) if len(used) else np.zeros(0, np.int64)
+    counted, first_use = np.diff(np.r_[start, len(used)]), order[start]
+    best = np.lexsort((first_use, -counted, used[start] // size))  # per text: most frequent first, then first used
+    owner, word, counted = used[start][best] // size, used[start][best] % size, counted[best]
     rank = np.arange(len(owner)) - np.searchsorted(owner, owner)
     top = rank < TOP_TERMS
     spelled = forms.to_numpy(zero_copy_only=False)
@@ -334,10 +337,11 @@ def _names(whole: pl.Series) -> list[list[str]]:
     tokens, run, text, opens = tokens.filter(pl.Series(keep)), run[keep], text[keep], opens[keep]
     cap = tokens.get_column("cap").to_numpy()
     pos = np.arange(len(run)) - np.searchsorted(run, run)
-    key = pl.Series(text.astype(str)) + "\x1f" + tokens.get_column("t")
-    inner = key.filter(pl.Series(cap & ((pos > 0) | ~opens)))
+    spelling = pc.dictionary_encode(tokens.get_column("t").to_arrow())
+    key = text.astype(np.int64) * max(len(spelling.dictionary), 1) + spelling.indices.to_numpy()  # (text, spelling)
+    inner = key[cap & ((pos > 0) | ~opens)]
     acronym = tokens.get_column("t").str.contains(r"^\p{Lu}{2,}$").to_numpy()
-    dropped = (pos == 0) & opens & ~acronym & ~key.is_in(inner.implode()).to_numpy()
+    dropped = (pos == 0) & opens & ~acronym & ~np.isin(key, inner)
     connector = tokens.get_column("t").is_in(list(CONNECTORS)).to_numpy()
     drop = dropped | _ends(run, connector | dropped)
     tokens, run, text, connector = tokens.filter(pl.Series(~drop)), run[~drop], text[~drop], connector[~drop]
@@ -347,11 +351,13 @@ def _names(whole: pl.Series) -> list[list[str]]:
     named = (first_len + size) > 2
     tokens, run, text, connector = tokens.filter(pl.Series(named)), run[named], text[named], connector[named]
     low = tokens.get_column("low")
-    joined = pl.DataFrame({"run": run, "text": text, "low": low}).group_by("run", maintain_order=True).agg(
-        pl.col("text").first(), pl.col("low").str.join(" "))
+    first = np.flatnonzero(np.r_[True, run[1:] != run[:-1]]) if len(run) else np.zeros(0, np.int64)  # runs are in order
+    phrases = pc.binary_join(pa.LargeListArray.from_arrays(pa.array(np.r_[first, len(run)], pa.int64()),
+                                                           low.to_arrow().cast(pa.large_string())),
+                             pa.scalar(" ", pa.large_string()))
     single = (low.str.len_chars().to_numpy() >= 4) & ~connector
-    frame = pl.concat([joined.select(pl.col("text").cast(pl.Int64), pl.col("low").alias("name")),
-                       pl.DataFrame({"text": text[single].astype(np.int64), "name": low.filter(pl.Series(single))})])
+    frame = pl.DataFrame({"text": np.r_[text[first], text[single]].astype(np.int64),
+                          "name": pl.concat([pl.from_arrow(phrases).cast(pl.String), low.filter(pl.Series(single))])})
     return _per_text(frame, "name", n)
 
 

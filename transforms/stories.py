@@ -49,6 +49,7 @@ STORY_THRESHOLD = 0.232  # chosen on benchmarks/story_quality.py: see BENCHMARKS
 STORY_REACH = min(MAX_STORY_GAP, STORY_SIGMA * math.sqrt(2 * math.log(1 / STORY_THRESHOLD)))
 MIN_SHARED_NAMES = 2
 NAME_WEIGHT = 0.5  # the rest is the content words' cosine
+LEAD_WEIGHT = 0.5  # of the score, the lead coverage's share; the rest is the names' and the words' overlap
 IDF_PRIOR_DOCS = 1000
 POSTING_LIMIT = 200  # a name shared by more recent articles than this is compared only with the nearest in time
 MAX_CANDIDATES = 30  # an article is scored against at most this many earlier ones: those sharing most names, then the latest
@@ -340,7 +341,7 @@ class StoryBatch:
         apart = np.abs(self.when[a] - self.when[b])
         hours, sigma = apart / 3600, STORY_SIGMA.total_seconds() / 3600
         decay = np.exp(-(hours * hours) / (2 * sigma * sigma))
-        score = (NAME_WEIGHT * names + (1 - NAME_WEIGHT) * cosine + lead / 2) / 2 * decay
+        score = ((1 - LEAD_WEIGHT) * (NAME_WEIGHT * names + (1 - NAME_WEIGHT) * cosine) + LEAD_WEIGHT * lead / 2) * decay
         return np.where(apart > MAX_STORY_GAP.total_seconds(), 0.0, score), decay
 
     budget, documents = 4_000_000, 2048  # a chunk of candidates(): postings read, documents (memory ~ both)
