@@ -21,6 +21,14 @@ JSON object a line: id, event (the true story), published_at (ISO 8601 with an o
   general on a visit to another country the year before, the same minister's next budget, the same town
   flooded again); each its own event, labelled "<event>-farN".
 
+More sets, under the same terms (original fiction, Apache-2.0), each written by a helper that saw neither the
+tier's code nor its figures: stories-world.jsonl (14 events in French, Spanish, Italian, Portuguese and English),
+stories-de.jsonl (8 German and 3 Dutch events, each as a news item, a reportage and an explainer) and
+stories-blind.jsonl (14 events in Polish, Swedish, Danish, Italian, Brazilian Portuguese, Turkish, Czech, Dutch,
+French, Spanish and English, 200-260 words an article, the second report of each a human-interest piece and the
+third of six an explainer; written while the tier was being changed and first scored only after, as data the
+tier had never met). Ids and events are distinct across sets by their prefixes (E, W, G/N, X).
+
 The tier runs as the pipeline will: batch_features(texts, titles) over all the articles at once, then one call of
 assign_stories with (id, published datetime, features) for all of them. A predicted pair is two articles
 with the same story id; a true pair is two articles of one event. Pairwise precision and recall are over all
