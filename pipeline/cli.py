@@ -72,7 +72,7 @@ class _Parser(argparse.ArgumentParser):
 def _add_run_options(command: argparse.ArgumentParser) -> None:
     """The options `run` and `stream` share: where from, where to, and how to fetch."""
     command.add_argument("--feeds", metavar="SOURCES", help="feed list: text (one URL or path per line), OPML, YAML or TOML; "
-                     "default: the bundled offline sample")
+                     "default: the bundled offline sample, into a new or empty --out or one of sample runs only")
     command.add_argument("--out", metavar="DIR", default=DEFAULT_OUT, help=f"output dataset folder (default: {DEFAULT_OUT})")
     command.add_argument("--run-id", metavar="ID", help="name of this run; re-running an id replaces that run once the new one "
                          "commits (default: UTC time + random suffix)")
@@ -175,8 +175,11 @@ def make_parser() -> argparse.ArgumentParser:
         "last success, when it may be polled again, and whether it is polled conditionally.",
     )
     feeds.add_argument("dataset", metavar="DIR", help="a newsbeam output folder")
-    feeds.add_argument("--failing", action="store_true", help="only feeds whose last poll failed")
-    feeds.add_argument("--json", action="store_true", help="one JSON object per feed instead of a table")
+    feeds.add_argument("--failing", action="store_true",
+                       help="only feeds whose last poll failed; exit status 1 if there are any (for a scheduler's alert)")
+    shown = feeds.add_mutually_exclusive_group()
+    shown.add_argument("--json", action="store_true", help="one JSON object per feed instead of a table")
+    shown.add_argument("--opml", action="store_true", help="the feeds as an OPML feed list (for a feed reader, or --feeds)")
     return parser
 
 
@@ -202,7 +205,7 @@ def _compact(args) -> int:
 def _feeds(args) -> int:
     from newsbeam.pipeline.feeds_cmd import show_feeds
 
-    return show_feeds(args.dataset, failing=args.failing, as_json=args.json)
+    return show_feeds(args.dataset, failing=args.failing, as_json=args.json, as_opml=args.opml)
 
 
 def _extract(args) -> int:
@@ -237,7 +240,8 @@ def check_beam_args(beam_args: list[str]):
 
 def _run_config(args, beam_args):
     """The RunConfig that `run` and `stream` options describe (checked), and a printer for progress lines."""
-    from newsbeam.pipeline.config import RunConfig, check_out, check_run_id, new_run_id, sample_feeds_location
+    from newsbeam.pipeline.config import (RunConfig, check_out, check_run_id, check_sample_out, new_run_id,
+                                          sample_feeds_location)
     from newsbeam.pipeline.runner import check_runner_options
     from newsbeam.transforms.sources import read_sources
 
@@ -247,6 +251,8 @@ def _run_config(args, beam_args):
     location = sample_feeds_location() if sample else args.feeds
     feeds = read_sources(location)
     out = check_out(args.out)
+    if sample:
+        check_sample_out(out)
     config = RunConfig(
         feeds=feeds,
         feeds_location=location,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import uuid
@@ -47,6 +48,32 @@ class StoredState:
 def sample_feeds_location() -> str:
     """The bundled offline news web's feed list."""
     return str(resources.files("newsbeam.pipeline") / "sample" / "feeds.opml")
+
+
+def check_sample_out(out: str) -> None:
+    """The bundled sample's fictional articles go only where they cannot mix with real ones: a new or empty folder, or
+    one whose runs were all sample runs (compactions aside). Else one line: --feeds is missing."""
+    manifests = FileSystems.match([FileSystems.join(out, "runs", "*.json")])[0].metadata_list
+    real = [m.path for m in manifests if not _sample_manifest(m.path)]
+    if real or (not manifests and _holds_files(out)):
+        what = "runs of real feeds" if real else "files that are not a newsbeam sample dataset"
+        raise UsageError(f"--feeds is missing: {out} holds {what}, and the bundled sample would put its fictional articles "
+                         "beside them (give --feeds, or an empty --out to try the sample)")
+
+
+def _sample_manifest(path: str) -> bool:
+    try:
+        with FileSystems.open(path, compression_type="uncompressed") as f:
+            manifest = json.loads(f.read())
+    except Exception:
+        return False  # unreadable: not known to be the sample's
+    return manifest.get("kind") == "compact" or manifest.get("sample") is True
+
+
+def _holds_files(out: str) -> bool:
+    if "://" not in out:
+        return os.path.isdir(out) and any(not name.startswith(".newsbeam-write-check-") for name in os.listdir(out))
+    return bool(FileSystems.match([FileSystems.join(out, "**")], limits=[1])[0].metadata_list)
 
 
 def new_run_id() -> str:

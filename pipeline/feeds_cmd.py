@@ -22,7 +22,8 @@ def feed_rows(out: str, unreadable: list | None = None) -> list[dict]:
     return sorted(rows.values(), key=lambda r: (-r["consecutive_failures"], r["feed_url"]))
 
 
-def show_feeds(out: str, failing: bool = False, as_json: bool = False, stream=None) -> int:
+def show_feeds(out: str, failing: bool = False, as_json: bool = False, as_opml: bool = False, stream=None) -> int:
+    """Print the feeds' health (a table, JSON lines or OPML); the exit status is 1 when `failing` finds any."""
     stream = stream or sys.stdout  # looked up now: bound at import, it would be whatever stdout was then
     if "://" not in out:
         out = os.path.abspath(os.path.expanduser(out))
@@ -33,10 +34,14 @@ def show_feeds(out: str, failing: bool = False, as_json: bool = False, stream=No
     rows = [r for r in rows if r["consecutive_failures"] or not failing]
     for path, reason in unreadable:
         print(f"newsbeam: warning: skipping {path}, which cannot be read ({reason})", file=sys.stderr)
+    status = 1 if failing and rows else 0
     if as_json:
         for row in rows:
             print(json.dumps({k: _cell(v) for k, v in row.items()}, ensure_ascii=False), file=stream)
-        return 0
+        return status
+    if as_opml:
+        print(feeds_opml([row["feed_url"] for row in rows]), file=stream)
+        return status
     table = [HEADERS] + [tuple(str(_cell(row[c])) for c in COLUMNS) for row in rows]
     widths = [max(len(line[i]) for line in table) for i in range(len(COLUMNS) - 1)]
     for line, row in zip(table, [None] + rows):
@@ -45,7 +50,20 @@ def show_feeds(out: str, failing: bool = False, as_json: bool = False, stream=No
             print(f"    last error: {row['last_error']}", file=stream)
     bad = sum(1 for r in rows if r["consecutive_failures"])
     print(f"{len(rows)} feeds, {bad} failing", file=stream)
-    return 0
+    return status
+
+
+def feeds_opml(urls: list[str], title: str = "newsbeam feeds") -> str:
+    """An OPML 2.0 feed list of the URLs (in order), as feed readers and `newsbeam run --feeds` read it."""
+    from xml.etree import ElementTree as ET
+
+    opml = ET.Element("opml", version="2.0")
+    ET.SubElement(ET.SubElement(opml, "head"), "title").text = title
+    body = ET.SubElement(opml, "body")
+    for url in urls:
+        ET.SubElement(body, "outline", type="rss", text=url, xmlUrl=url)
+    ET.indent(opml)
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(opml, encoding="unicode")
 
 
 def _cell(value):

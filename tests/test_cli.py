@@ -53,6 +53,27 @@ def test_bundled_sample_runs_offline(tmp_path):
     assert wire_story.wire == "Northwind Wire" and list(wire_story.authors) == ["Ilse Marrow"]
 
 
+def test_the_sample_runs_only_where_it_cannot_mix_with_real_data(tmp_path):
+    """Without --feeds, the bundled sample's fictional articles go into a new or empty folder, or one of sample runs
+    only; a dataset of real runs, or a folder of other files, gets one line saying --feeds is missing."""
+    from newsbeam.pipeline.config import sample_feeds_location
+
+    (tmp_path / "empty").mkdir()
+    assert newsbeam("run", "-q", "--out", tmp_path / "empty", "--run-id", "first").returncode == 0
+    again = newsbeam("run", "-q", "--out", tmp_path / "empty", "--run-id", "second")  # sample runs only: fine
+    assert again.returncode == 0, again.stderr
+
+    real = newsbeam("run", "-q", "--feeds", sample_feeds_location(), "--out", tmp_path / "real", "--run-id", "real")
+    assert real.returncode == 0, real.stderr  # the same pages, named as a feed list: a real run as far as it knows
+    refused = newsbeam("run", "--out", tmp_path / "real")
+    assert_usage_error(refused, "--feeds is missing", "runs of real feeds")
+    assert sorted(p.name for p in (tmp_path / "real" / "runs").glob("*.json")) == ["real.json"]  # nothing written
+
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("not a dataset")
+    assert_usage_error(newsbeam("run", "--out", tmp_path / "other"), "--feeds is missing", "not a newsbeam sample dataset")
+
+
 def test_default_out_is_newsbeam_data_in_the_working_folder(tmp_path):
     result = newsbeam("run", "-q", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

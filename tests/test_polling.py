@@ -142,9 +142,19 @@ def test_feeds_command_shows_health(web, tmp_path, capsys):
     assert lines[2].strip() == "last error: http_status: HTTP 404"
     assert lines[3].startswith("ok") and lines[3].endswith(good)
     assert lines[-1] == "2 feeds, 1 failing"
-    assert main(["feeds", str(tmp_path / "data"), "--failing", "--json"]) == 0
+    assert main(["feeds", str(tmp_path / "data"), "--failing", "--json"]) == 1  # a failing feed: a scheduler can alert
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["feed_url"], r["consecutive_failures"]) for r in rows] == [(bad, 1)]
+
+    assert main(["feeds", str(tmp_path / "data"), "--opml"]) == 0
+    (tmp_path / "back.opml").write_text(capsys.readouterr().out)
+    assert sorted(f["url"] for f in read_sources(str(tmp_path / "back.opml"))) == sorted([good, bad])  # the round trip
+
+    healthy = tmp_path / "healthy.txt"
+    healthy.write_text(f"{good}\n")
+    run(healthy, tmp_path / "healthy", "healthy")
+    assert main(["feeds", str(tmp_path / "healthy"), "--failing"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "0 feeds, 0 failing"
 
 
 def test_feeds_command_on_a_folder_without_state_is_one_line(tmp_path, capsys):
