@@ -119,6 +119,8 @@ def make_parser() -> argparse.ArgumentParser:
         "Any other --option is passed to Apache Beam (e.g. --runner, --direct_running_mode).",
     )
     _add_run_options(run)
+    run.add_argument("--progress-every", type=_positive(float), metavar="S",
+                     help="seconds between progress updates (default: 0.5 on a terminal, one line rewritten in place; 15 in a log)")
     run.add_argument("--wait", action="store_true", help="with a remote runner (--runner DataflowRunner): wait for the job "
                      "to finish and write the full manifest (default: submit it and return)")
     stream = sub.add_parser(
@@ -288,7 +290,7 @@ def _run(args, beam_args) -> int:
 
     config, say = _run_config(args, beam_args)
     say(f"newsbeam: run {config.run_id}: {len(config.feeds)} feeds -> {config.out}")
-    manifest = run_job(config, beam_args, progress=not args.quiet)
+    manifest = run_job(config, beam_args, progress=not args.quiet, progress_every=args.progress_every)
     print(manifest["summary"])
     print(f"manifest: {manifest['path']}")
     if manifest.get("compacted"):

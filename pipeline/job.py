@@ -129,7 +129,8 @@ def launched_manifest(config: RunConfig, options: PipelineOptions, attempt: str,
     return manifest
 
 
-def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: bool = False, lock: bool = True) -> dict:
+def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: bool = False, lock: bool = True,
+            progress_every: float | None = None) -> dict:
     """Run the batch pipeline and return its manifest.
 
     Local runs are waited for; a remote runner's job is submitted and its launch record says so, unless
@@ -141,10 +142,11 @@ def run_job(config: RunConfig, beam_args: list[str] | None = None, progress: boo
     if is_local(options):
         steady_heap()
     with writer_lock(config.out, config.run_id, "run") if lock else nullcontext():
-        return _run_locked(config, options, progress, waits)
+        return _run_locked(config, options, progress, waits, progress_every)
 
 
-def _run_locked(config: RunConfig, options: PipelineOptions, progress: bool, waits: bool) -> dict:
+def _run_locked(config: RunConfig, options: PipelineOptions, progress: bool, waits: bool,
+                progress_every: float | None = None) -> dict:
     started_at = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     finish_compactions(config.out)
@@ -157,7 +159,7 @@ def _run_locked(config: RunConfig, options: PipelineOptions, progress: bool, wai
     payload = about(config, options, stored, started_at)
 
     show_progress = progress and is_local(options)  # remote runners show their own counters
-    with ProgressReporter(len(config.feeds)) if show_progress else nullcontext() as reporter:
+    with ProgressReporter(len(config.feeds), progress_every) if show_progress else nullcontext() as reporter:
         if reporter:
             os.environ[PROGRESS_DIR_ENV] = reporter.folder  # inherited by multi_processing workers
         try:

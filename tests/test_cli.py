@@ -112,7 +112,8 @@ def test_yaml_feed_list_with_settings_and_progress(web, tmp_path):
     items.insert(0, {"title": "Slow", "link": web.url("/slow.html")})
     feed = web.add("/feed.xml", rss("Site", items), content_type="application/rss+xml")
     (tmp_path / "feeds.yaml").write_text(f"defaults:\n  max_entries: 4\nfeeds:\n  - url: {feed}\n    name: My Site\n")
-    result = newsbeam("run", "--feeds", "feeds.yaml", "--out", "data", "--allow-private-network", "--read-timeout", "10", cwd=tmp_path)
+    result = newsbeam("run", "--feeds", "feeds.yaml", "--out", "data", "--allow-private-network", "--read-timeout", "10",
+                      "--progress-every", "1", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert any(line.startswith("[") and "feeds" in line and "pages" in line for line in result.stderr.splitlines()), result.stderr
     articles = pd.read_parquet(tmp_path / "data" / "articles")
@@ -130,3 +131,41 @@ def test_extract_reports_unreadable_files_and_refuses_url_for_many(tmp_path):
     assert missing["error"].startswith("cannot read")
     assert newsbeam("extract", tmp_path / "missing.html").returncode == 1
     assert_usage_error(newsbeam("extract", page, page, "--url", "https://x.example/a"), "--url")
+
+
+def test_progress_fits_where_it_runs():
+    """On a terminal the line is rewritten in place and ended when the run ends; in a log each update is a line of
+    its own, less often; the line has pages done of those to fetch, a rate and an ETA once the feeds are read."""
+    import io
+    import time as clock
+
+    from newsbeam.pipeline.progress import LOG_SECONDS, TERMINAL_SECONDS, ProgressReporter, progress_line
+
+    tally = {"feeds_fetched": 3, "feeds_failed": 0, "feeds_skipped": 0, "entry_errors": 1, "entries_discovered": 120,
+             "links_already_stored": 10, "links_already_seen": 5, "entries_without_link": 5, "pages_fetched": 40,
+             "pages_failed": 10, "extracted_trafilatura": 38, "extracted_feed_content": 0, "extracted_feed_summary": 0,
+             "articles_kept": 30}
+    from collections import Counter
+
+    line = progress_line(Counter(tally), 3, 30.0, pages_since=5.0)
+    assert "pages 50/100 fetched (2.0/s, ETA 0m25s)" in line and "feeds 3/3" in line and "errors 1" in line
+    assert "ETA" not in progress_line(Counter({**tally, "feeds_fetched": 1}), 3, 30.0, 5.0)  # more links may come
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    def shown_on(stream):
+        with ProgressReporter(3, interval=0.05, stream=stream):
+            waited = clock.monotonic()
+            while stream.getvalue().count("[") < 3 and clock.monotonic() - waited < 30:  # a few updates, however slow the machine
+                clock.sleep(0.05)
+        return stream.getvalue()
+
+    text = shown_on(Terminal())
+    assert text.startswith("\r[") and text.count("\n") == 1 and text.endswith("\n") and "\x1b[K" in text
+    logged = shown_on(io.StringIO())
+    lines = logged.splitlines()
+    assert len(lines) >= 3 and all(line.startswith("[") for line in lines) and "\r" not in logged
+    assert ProgressReporter(3, stream=Terminal())._interval == TERMINAL_SECONDS
+    assert ProgressReporter(3, stream=io.StringIO())._interval == LOG_SECONDS
