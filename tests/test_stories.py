@@ -205,3 +205,21 @@ def test_batch_scoring_meets_its_specification(rows, posting_limit, max_candidat
     for (_, entries), (_, wanted) in zip(got, expected):
         for (_, score, decay), (_, want_score, want_decay) in zip(entries, wanted):
             assert abs(score - want_score) < 1e-9 and abs(decay - want_decay) < 1e-9
+
+
+def test_a_damaged_story_record_does_not_stop_its_block():
+    """Stored story state whose counts do not match its words (a damaged or foreign row) is read with a count
+    for each word: the block is still scored, and the other articles' links are what they would be without it."""
+    from array import array
+
+    from newsbeam.transforms.dedup import _members, block_story_candidates, join_blocks, pack_story
+
+    records = [(ref, f"id-{ref}", (T0 + timedelta(hours=hours)).timestamp(), None, *pack_story(features(text).state_fields()))
+               for ref, text, hours in (("a", FLOOD_A, 0), ("b", FLOOD_B, 5), ("fu", FLOOD_FOLLOW_UP, 48))]
+    damaged = ("old", "id-old", (T0 - timedelta(hours=2)).timestamp(), "story-old", "varnholm\x1fosk", "flood\x1fbanks\x1friver",
+               array("I", [2]).tobytes() + b"\x05", "", "")
+    whole = [(0, block_story_candidates(_members([(records, [])], {}, 0)))]
+    with_damaged = [(0, block_story_candidates(_members([([damaged] + records, [])], {}, 0)))]
+    links = {ref: story for _, joined in join_blocks(whole) for ref, story in joined}
+    assert links == {"b": "id-a", "fu": "id-a"}
+    assert {ref: story for _, joined in join_blocks(with_damaged) for ref, story in joined} == links

@@ -195,7 +195,12 @@ class StoryColumns:
                separator: str) -> "StoryColumns":
         """From story records' packed fields (transforms/dedup.py pack_story): lists joined by `separator`, counts
         as uint32 bytes."""
-        return cls(_lists(names, separator), _lists(numbers, separator), _lists(terms, separator),
+        words = _lists(terms, separator)
+        given = np.array([len(c) // 4 for c in counts], np.int64)
+        if len(given) != len(words[1]) or (given != words[1]).any():  # a damaged row: each word still gets a count
+            whole = [c[: 4 * (len(c) // 4)] for c in counts]
+            counts = [c[: 4 * want] + b"\x01\x00\x00\x00" * max(want - len(c) // 4, 0) for c, want in zip(whole, words[1].tolist())]
+        return cls(_lists(names, separator), _lists(numbers, separator), words,
                    np.frombuffer(b"".join(counts), np.uint32).astype(np.float64), _lists(lead, separator))
 
 
